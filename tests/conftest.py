@@ -2,4 +2,5 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny models: more threads than cores (or than this process's share) costs far more than it gains.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

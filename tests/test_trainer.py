@@ -1,0 +1,86 @@
+"The trainer end to end through its CLI: a real kill -9 and an exact resume, 2-process DDP equal to 1 process, atomic checkpoints."
+import csv, json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from dual_vision_nb.data import make_shapes_dataset
+
+HERE = Path(__file__).parent
+
+
+def _config(tmp, out, **training):
+    data = make_shapes_dataset(tmp / "data", n_train=48, n_val=8, seed=0)
+    return {"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
+                      "common_dim": 16, "max_pixels": 16 * 28 * 28},
+            "training": {"output_dir": str(out), "batch_size": 4, "learning_rate": 3e-3, "num_epochs": 2,
+                         "save_every_steps": 4, "keep_last": 0, "warmup_steps": 2, **training},
+            "loss": {"lm_weight": 1.0, "diversity_weight": 0.0},
+            "data": {"train_data_path": str(data["train"]), "val_data_path": str(data["val"]), "max_length": 256},
+            "logging": {"tensorboard": False, "progress_bar": False}}
+
+
+def _write(tmp, name, cfg):
+    p = tmp / name; p.write_text(json.dumps(cfg)); return p
+
+
+def _curve(run_dir):
+    rows = csv.DictReader((Path(run_dir) / "metrics.csv").open())
+    return {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "train/loss"}
+
+
+def _dvn_train(*args, env=None, check=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    exe = shutil.which("dvn_train")
+    assert exe, "dvn_train is not on PATH: pip install -e . registers the console scripts"
+    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=check, timeout=600)
+
+
+def test_kill_and_resume_is_exact(tmp_path):
+    full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16))
+    _dvn_train("--config", str(full))
+    killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["killer:KillAtStep"])
+    killed = _write(tmp_path, "killed.json", killed_cfg)
+    env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
+    r = _dvn_train("--config", str(killed), env=env, check=False)
+    assert r.returncode == -9, (r.returncode, r.stderr[-2000:])                 # really killed, mid-run
+    latest = json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] == 8                                                    # last checkpoint before the kill
+    assert max(_curve(tmp_path / "killed")) == 10                                 # it had logged past it
+    _dvn_train("--config", str(killed), "--resume", "latest", env={"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "-1"})
+    a, b = _curve(tmp_path / "full"), _curve(tmp_path / "killed")
+    assert sorted(a) == sorted(b) == list(range(1, 17))
+    for s in a: assert abs(a[s] - b[s]) <= 1e-6, (s, a[s], b[s])
+
+
+def test_two_processes_match_one(tmp_path):
+    if shutil.which("accelerate") is None: pytest.fail("accelerate CLI not on PATH")
+    one = _write(tmp_path, "one.json", _config(tmp_path, tmp_path / "one", batch_size=4, max_steps=6, max_grad_norm=None))
+    two = _write(tmp_path, "two.json", _config(tmp_path, tmp_path / "two", batch_size=2, max_steps=6, max_grad_norm=None))
+    _dvn_train("--config", str(one))
+    # `accelerate launch --cpu` starts ONE process; several CPU processes (gloo) are MULTI_GPU with ACCELERATE_USE_CPU
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    r = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", shutil.which("dvn_train"),
+                        "--config", str(two)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "PARAMETER FREEZE STATUS" in r.stdout and r.stdout.count("done:") == 1     # only the main process reports
+    a, b = _curve(tmp_path / "one"), _curve(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for s in a: assert abs(a[s] - b[s]) <= 1e-5, (s, a[s], b[s])
+
+
+def test_crash_while_saving_keeps_latest(tmp_path, monkeypatch):
+    from dual_vision_nb import trainer
+    cfg = trainer.DVNConfig.from_dict(_config(tmp_path, tmp_path / "run", max_steps=4))
+    trainer.train(cfg)                                                   # writes step-4, latest -> step-4
+    learn = trainer.build_run(cfg)
+    trainer.load_checkpoint(learn, trainer.resolve_resume("latest", tmp_path / "run"))
+    learn.begin_stage()
+    learn.step = 5
+    def boom(*a, **k): raise OSError("disk full")
+    monkeypatch.setattr(trainer, "save_model", boom)
+    with pytest.raises(OSError): trainer.save_checkpoint(learn, tmp_path / "run" / "checkpoints" / "step-0000005")
+    latest = trainer.resolve_resume("latest", tmp_path / "run")
+    assert latest.name == "step-0000004" and (latest / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "step-0000005").exists()
+    learn2 = trainer.build_run(cfg); trainer.load_checkpoint(learn2, latest)   # the old one still loads
+    assert learn2.step == 4
