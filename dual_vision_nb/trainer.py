@@ -11,9 +11,10 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'EarlyStoppingCB', 'PlateauCB', 'StatusTableCB', 'LoggerCB', 'ProgressCB', 'save_checkpoint',
            'load_checkpoint', 'CheckpointCB', 'resolve_resume', 'three_stage_schedule', 'stages_from_config',
            'build_processor_for', 'build_model', 'build_datasets', 'build_dataloaders', 'build_run', 'train',
-           'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'fusion_summary', 'dvn_demo']
+           'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline', 'fusion_summary',
+           'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #048ed30b
+# %% ../nbs/04_trainer.ipynb #5ef6e185
 import contextlib, csv, difflib, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -26,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #e2d6de80
+# %% ../nbs/04_trainer.ipynb #16bec964
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -58,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #8e66d961
+# %% ../nbs/04_trainer.ipynb #aa4c1c06
 def component_params(model:nn.Module, patterns:dict=COMPONENT_PATTERNS)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one."
     out = {c: [] for c in patterns}
@@ -84,7 +85,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #609f146d
+# %% ../nbs/04_trainer.ipynb #fe3abb30
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -100,7 +101,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #7721ba55
+# %% ../nbs/04_trainer.ipynb #a761a9fd
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"]}
@@ -135,7 +136,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #53334e89
+# %% ../nbs/04_trainer.ipynb #77833999
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -155,7 +156,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #f3a319e9
+# %% ../nbs/04_trainer.ipynb #7bc30869
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -308,7 +309,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #f1e41fc8
+# %% ../nbs/04_trainer.ipynb #1b033b26
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -328,7 +329,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #e1885ef6
+# %% ../nbs/04_trainer.ipynb #fe2e935a
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -499,7 +500,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #aa594ba2
+# %% ../nbs/04_trainer.ipynb #e85cf2c2
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -511,7 +512,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #af4a9666
+# %% ../nbs/04_trainer.ipynb #5b857afd
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -552,7 +553,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #56100162
+# %% ../nbs/04_trainer.ipynb #9655172e
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -619,7 +620,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #ace3d4bd
+# %% ../nbs/04_trainer.ipynb #b82d9c66
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -701,7 +702,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #42d6b58e
+# %% ../nbs/04_trainer.ipynb #eb26ab9c
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -759,7 +760,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #ea661d9c
+# %% ../nbs/04_trainer.ipynb #28c30015
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -819,7 +820,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #fc54fcab
+# %% ../nbs/04_trainer.ipynb #b0db8d98
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -847,7 +848,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #4e58f0e6
+# %% ../nbs/04_trainer.ipynb #7a79b393
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -918,7 +919,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid):
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #3d774b87
+# %% ../nbs/04_trainer.ipynb #d019dbdc
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -964,7 +965,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #080a966b
+# %% ../nbs/04_trainer.ipynb #8192892f
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -992,7 +993,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #be944714
+# %% ../nbs/04_trainer.ipynb #9fd7be58
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1020,17 +1021,38 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #188b2294
-def demo_config(run_dir:str|Path, data:dict, **training)->dict:
-    "The embedded default: a tiny dual-vision model on the shapes demo set, sized to train on 2 CPU cores in minutes."
+# %% ../nbs/04_trainer.ipynb #f38af900
+def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset`
+                samples_per_epoch:int|None=None, # draws per epoch from the VQA + caption mix (default: both sets once)
+                **training)->dict:
+    "The embedded default: a tiny dual-vision model on the shapes demo set (VQA + captions), sized for 2 CPU cores."
+    n = samples_per_epoch or 2 * len(json.loads(Path(data["train"]).read_text()))
+    mix = {"type": "multi", "weights": [0.5, 0.5], "num_samples": n, "datasets": [
+        {"type": "vqa", "args": {"data_path": str(data["train"])}},
+        {"type": "captioning", "args": {"data_path": str(data["train_captions"])}}]}   # captions: dense supervision
     return {"model": {"tiny": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
                                "num_key_value_heads": 2, "vision_hidden_size": 64, "vision_depth": 2, "vision_num_heads": 2,
                                "vision_intermediate_size": 128, "dinov2": {"hidden_size": 32, "num_hidden_layers": 2}},
-                      "common_dim": 64, "max_pixels": 64 * 28 * 28},
+                      "common_dim": 64, "max_pixels": 36 * 28 * 28},
             "training": {"output_dir": str(run_dir), "num_epochs": 3, "batch_size": 16, "learning_rate": 2e-3,
                          "warmup_steps": 30, "scheduler": "cosine", "weight_decay": 0.01, "keep_last": 1, **training},
-            "data": {"train_data_path": str(data["train"]), "val_data_path": str(data["val"]), "max_length": 512},
+            "data": {"dataset": mix, "val_data_path": str(data["val"]), "max_length": 512},
             "logging": {"tensorboard": True, "progress_bar": True}}
+
+def _question_key(r:dict)->str:
+    "The last question, lower-cased: all a model that cannot see can condition on."
+    q = next((t["content"] for t in reversed(r["conversations"]) if t["role"] == "user"), "").replace("<image>", "").strip()
+    return q.lower()
+
+def blind_baseline(train_records:list[dict], val_records:list[dict])->float:
+    "Accuracy of answering each question with its most frequent training answer: the score of a model that ignores the image."
+    from collections import Counter, defaultdict
+    by_q = defaultdict(Counter)
+    for r in train_records: by_q[_question_key(r)][normalise_answer(r["conversations"][-1]["content"])] += 1
+    overall = Counter(a for c in by_q.values() for a in c.elements())
+    hits = [normalise_answer(r["conversations"][-1]["content"]) == (by_q.get(_question_key(r)) or overall).most_common(1)[0][0]
+            for r in val_records]
+    return sum(hits) / max(1, len(hits))
 
 def fusion_summary(rows:list[dict])->dict:
     "Mean fusion weights and accuracy by question type (the first word of the question)."
@@ -1058,11 +1080,13 @@ def dvn_demo(output_dir:str="runs/demo", # where the data and the run go
     train_s = time.time() - t0
     records, _ = load_records(data["val"])
     acc, rows = answer_accuracy(learn.unwrapped, learn.processor, records)
-    summary = {"held_out_accuracy": acc, "n_val": len(records), "train_seconds": round(train_s, 1), "steps": learn.step,
-               "valid_loss": learn.metrics.get("valid_loss"), "by_question": fusion_summary(rows)}
+    blind = blind_baseline(load_records(data["train"])[0], records)
+    summary = {"held_out_accuracy": acc, "blind_baseline": blind, "n_val": len(records), "train_seconds": round(train_s, 1),
+               "steps": learn.step, "valid_loss": learn.metrics.get("valid_loss"), "by_question": fusion_summary(rows)}
     _write_json_atomic(out / "run" / "demo_summary.json", summary)
     with (out / "run" / "val_answers.jsonl").open("w") as f: f.writelines(json.dumps(r) + "\n" for r in rows)
-    print(f"\nheld-out accuracy {acc:.1%} on {len(records)} questions after {learn.step} steps ({train_s:.0f} s)")
+    print(f"\nheld-out accuracy {acc:.1%} on {len(records)} questions after {learn.step} steps ({train_s:.0f} s); "
+          f"a model that ignores the image scores {blind:.1%}")
     for k, d in summary["by_question"].items():
         print(f"  {k:<6} n={d['n']:<4} accuracy {d['accuracy']:.1%}  w_qwen {d['w_qwen']:.3f}  w_dinov2 {d['w_dinov2']:.3f}")
     for r in rows[:5]: print(f"  Q: {r['question']}  A: {r['answer']!r}  (ref {r['reference']!r})")
