@@ -7,7 +7,7 @@ __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'COMPONENT_PATTERNS', 'check_en
            'GatedFusion', 'ConcatFusion', 'DualVisionConfig', 'DualVisionImageFeatures', 'DualVisionCausalLMOutput',
            'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
 
-# %% ../nbs/01_fusion.ipynb #1d1d3c4d
+# %% ../nbs/01_fusion.ipynb #7789d89f
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +24,9 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTe
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
     Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel, Qwen2_5_VLTextModel)
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVisionProcessor,
-    check_dinov2_config, dinov2_merged_tokens, load_dinov2, load_qwen2_5_vl, resolve_attn_implementation)
+    check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl, resolve_attn_implementation)
 
-# %% ../nbs/01_fusion.ipynb #cbb5d6c2
+# %% ../nbs/01_fusion.ipynb #69913d21
 ENCODER_MODES = ("fused", "qwen", "dinov2")
 
 def check_encoder_mode(mode:str|None)->str:
@@ -45,7 +45,7 @@ class FusionOutput:
     proj_qwen: Tensor|None = None      # (N, C) projected, aligned Qwen tokens
     proj_dinov2: Tensor|None = None    # (N, C) projected, aligned DINOv2 tokens
 
-# %% ../nbs/01_fusion.ipynb #90ce6f8c
+# %% ../nbs/01_fusion.ipynb #99b4a343
 def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
                    token_image_ids:Tensor, # (N,) index of the image each token belongs to
                    n_images:int)->Tensor: # (n_images, C) mean over each image's tokens
@@ -54,7 +54,7 @@ def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
     counts = torch.bincount(token_image_ids, minlength=n_images).clamp_min(1).to(tok.dtype)
     return sums / counts[:, None]
 
-# %% ../nbs/01_fusion.ipynb #e3b5f2fe
+# %% ../nbs/01_fusion.ipynb #b0cbc534
 class _StreamProjections(nn.Module):
     "LayerNorm + linear projection of each stream to `common_dim` (the two streams have very different scales)."
     def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int):
@@ -71,7 +71,7 @@ def _zero_linear(dim_in, dim_out):
     nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
-# %% ../nbs/01_fusion.ipynb #ce1fb324
+# %% ../nbs/01_fusion.ipynb #4ad9fd99
 class GatedFusion(_StreamProjections):
     "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
@@ -103,7 +103,7 @@ def _onehot(n, k, like):
     w = torch.zeros(n, 2, device=like.device); w[:, k] = 1.
     return w
 
-# %% ../nbs/01_fusion.ipynb #f66b2d98
+# %% ../nbs/01_fusion.ipynb #6d7d471d
 class ConcatFusion(_StreamProjections):
     "Channel concatenation of the projected streams + MLP (Prismatic / Eagle style), residual on Qwen's tokens."
     def __init__(self, qwen_dim:int, dinov2_dim:int, lm_dim:int, common_dim:int, gate_hidden_dim:int|None=None,
@@ -132,7 +132,7 @@ class ConcatFusion(_StreamProjections):
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
 
-# %% ../nbs/01_fusion.ipynb #8648ba2f
+# %% ../nbs/01_fusion.ipynb #eb72dbf6
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
     "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
@@ -166,7 +166,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
                   dinov2_config=dinov2_config.to_dict(), **fusion_kwargs)
         return cfg.validate_fusion()
 
-# %% ../nbs/01_fusion.ipynb #3b2aea87
+# %% ../nbs/01_fusion.ipynb #ab9fb086
 @dataclass
 class DualVisionImageFeatures(BaseModelOutputWithPooling):
     "Image features as Qwen's forward expects them (`pooler_output`: per-image tuple), plus what the fusion observed."
@@ -189,7 +189,7 @@ class DualVisionCausalLMOutput(CausalLMOutputWithPast):
 
 _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen", "proj_dinov2", "token_image_ids")
 
-# %% ../nbs/01_fusion.ipynb #47d1a150
+# %% ../nbs/01_fusion.ipynb #882ae1f7
 class DualVisionModel(Qwen2_5_VLModel):
     "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
     config: DualVisionConfig
@@ -213,22 +213,22 @@ class DualVisionModel(Qwen2_5_VLModel):
         "Fused image tokens (split per image, as Qwen's forward expects) and the fusion's observations."
         mode = check_encoder_mode(encoder_mode)
         if image_grid_thw is None: raise ValueError("image_grid_thw is required with pixel_values")
-        n_images = image_grid_thw.shape[0]
-        counts = image_grid_thw.prod(-1) // self.visual.spatial_merge_size ** 2      # LM tokens per image
-        n_tokens = pixel_values.shape[0] // self.visual.spatial_merge_size ** 2
-        token_image_ids = torch.repeat_interleave(torch.arange(n_images, device=counts.device), counts,
-                                                  output_size=n_tokens)
+        n_images, merge = image_grid_thw.shape[0], self.visual.spatial_merge_size ** 2
+        grids = grid_list(image_grid_thw)          # the one device-to-host read: sizes for split and DINOv2 from here on
+        counts = [t * h * w // merge for t, h, w in grids]                            # LM tokens per image
+        token_image_ids = torch.repeat_interleave(torch.arange(n_images, device=image_grid_thw.device),
+                                                  image_grid_thw.prod(-1) // merge, output_size=sum(counts))
         q = None if mode == "dinov2" else self.visual(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw).pooler_output
         c = self.config
-        d = None if mode == "qwen" else dinov2_merged_tokens(self.dinov2, pixel_values, image_grid_thw, c.qwen_image_mean,
+        d = None if mode == "qwen" else dinov2_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean,
                                                              c.qwen_image_std, c.dinov2_image_mean, c.dinov2_image_std)
         if d is not None and q is not None: d = d.to(q.dtype)
         fo = self.fusion(q, d, token_image_ids, n_images, mode)
-        return DualVisionImageFeatures(pooler_output=torch.split(fo.fused, counts.tolist()),
+        return DualVisionImageFeatures(pooler_output=torch.split(fo.fused, counts),
                                        token_image_ids=token_image_ids,
                                        **{k: getattr(fo, k) for k in _FEATURE_FIELDS if k != "token_image_ids"})
 
-# %% ../nbs/01_fusion.ipynb #7c299a7c
+# %% ../nbs/01_fusion.ipynb #13af9059
 class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     "Qwen2.5-VL whose image tokens come from the fusion of its own vision tower and DINOv2."
     config: DualVisionConfig
@@ -256,7 +256,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             if mm_encoder_outputs.get("image") is not None: raise ValueError("pass pixel_values or mm_encoder_outputs, not both")
             mm_encoder_outputs["image"] = self.model.get_image_features(pixel_values, image_grid_thw, encoder_mode)
         image = mm_encoder_outputs.get("image")
-        if image is not None and input_ids is not None: self._check_image_tokens(input_ids, image_grid_thw)
+        if image is not None and input_ids is not None: self._check_image_tokens(input_ids, image_grid_thw, image)
         out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                               past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
                               use_cache=use_cache, image_grid_thw=image_grid_thw, mm_token_type_ids=mm_token_type_ids,
@@ -265,16 +265,18 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         return DualVisionCausalLMOutput(loss=out.loss, logits=out.logits, past_key_values=out.past_key_values,
                                         hidden_states=out.hidden_states, attentions=out.attentions, **extra)
 
-    def _check_image_tokens(self, input_ids, image_grid_thw):
+    def _check_image_tokens(self, input_ids, image_grid_thw, image=None):
         if torch.compiler.is_compiling() or image_grid_thw is None: return
-        n_text = int((input_ids == self.config.image_token_id).sum())
-        n_feat = int(image_grid_thw.prod(-1).sum()) // self.model.visual.spatial_merge_size ** 2
+        n_text = int((input_ids == self.config.image_token_id).sum())      # one device-to-host read
+        feats = getattr(image, "pooler_output", None)                      # per-image features: sizes known on the host
+        n_feat = (sum(f.shape[0] for f in feats) if feats is not None
+                  else int(image_grid_thw.prod(-1).sum()) // self.model.visual.spatial_merge_size ** 2)
         if n_text != n_feat:
             raise ValueError(f"the text holds {n_text} <|image_pad|> tokens but the images give {n_feat} features "
                              f"(image_grid_thw={image_grid_thw.tolist()}); build inputs with the processor, which "
                              f"expands each image's <|image_pad|> into grid_h*grid_w/4 tokens, and pass every image")
 
-# %% ../nbs/01_fusion.ipynb #466f12f8
+# %% ../nbs/01_fusion.ipynb #efacc126
 COMPONENT_PATTERNS = {
     "qwen_vision": r"^model\.visual\.(?!merger\.)",
     "qwen_merger": r"^model\.visual\.merger\.",
@@ -297,7 +299,7 @@ def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[st
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 
-# %% ../nbs/01_fusion.ipynb #ec13b537
+# %% ../nbs/01_fusion.ipynb #5d3a4e8e
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
                    dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config

@@ -12,9 +12,9 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'load_checkpoint', 'CheckpointCB', 'resolve_resume', 'three_stage_schedule', 'stages_from_config',
            'build_processor_for', 'build_model', 'build_datasets', 'build_dataloaders', 'build_run', 'train',
            'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline', 'fusion_summary',
-           'dvn_demo']
+           'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #5ef6e185
+# %% ../nbs/04_trainer.ipynb #064262d2
 import contextlib, csv, difflib, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #16bec964
+# %% ../nbs/04_trainer.ipynb #d697acb4
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #aa4c1c06
+# %% ../nbs/04_trainer.ipynb #6d814dc9
 def component_params(model:nn.Module, patterns:dict=COMPONENT_PATTERNS)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one."
     out = {c: [] for c in patterns}
@@ -85,7 +85,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #fe3abb30
+# %% ../nbs/04_trainer.ipynb #40d5d2df
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -101,7 +101,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #a761a9fd
+# %% ../nbs/04_trainer.ipynb #94ba86d7
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"]}
@@ -136,7 +136,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #77833999
+# %% ../nbs/04_trainer.ipynb #d755d5ee
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -156,7 +156,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #7bc30869
+# %% ../nbs/04_trainer.ipynb #677a583d
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -309,7 +309,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #1b033b26
+# %% ../nbs/04_trainer.ipynb #4fa61c6e
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -329,7 +329,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #fe2e935a
+# %% ../nbs/04_trainer.ipynb #8ba90773
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -500,7 +500,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #e85cf2c2
+# %% ../nbs/04_trainer.ipynb #cce5eb97
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -512,7 +512,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #5b857afd
+# %% ../nbs/04_trainer.ipynb #497c7189
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -553,7 +553,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #9655172e
+# %% ../nbs/04_trainer.ipynb #387c3621
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -620,7 +620,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #b82d9c66
+# %% ../nbs/04_trainer.ipynb #7fde1fb7
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -702,7 +702,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #eb26ab9c
+# %% ../nbs/04_trainer.ipynb #a27c9bbc
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -760,7 +760,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #28c30015
+# %% ../nbs/04_trainer.ipynb #268986e9
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -820,7 +820,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #b0db8d98
+# %% ../nbs/04_trainer.ipynb #3e0c71a4
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -848,7 +848,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #7a79b393
+# %% ../nbs/04_trainer.ipynb #42201c0b
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -919,7 +919,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid):
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #d019dbdc
+# %% ../nbs/04_trainer.ipynb #80e91169
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -965,7 +965,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #8192892f
+# %% ../nbs/04_trainer.ipynb #8cfc79cb
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -993,7 +993,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #9fd7be58
+# %% ../nbs/04_trainer.ipynb #49e7c582
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1021,7 +1021,7 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #f38af900
+# %% ../nbs/04_trainer.ipynb #386e73ad
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset`
                 samples_per_epoch:int|None=None, # draws per epoch from the VQA + caption mix (default: both sets once)
                 **training)->dict:
@@ -1065,13 +1065,12 @@ def fusion_summary(rows:list[dict])->dict:
     return {k: {"n": d["n"], "accuracy": d["correct"] / d["n"], "w_qwen": d["w_qwen"] / d["n"], "w_dinov2": d["w_dinov2"] / d["n"]}
             for k, d in sorted(out.items())}
 
-@call_parse
-def dvn_demo(output_dir:str="runs/demo", # where the data and the run go
+def run_demo(output_dir:str|Path="runs/demo", # where the data and the run go
              n_train:int=1000, # training images of the demo set
              n_val:int=200, # held-out images
              epochs:int=3, # training epochs
              seed:int=0, # data and training seed
-            ):
+            )->dict:
     "The embedded default: build the demo set, train a tiny dual-vision model on CPU, measure held-out accuracy."
     from dual_vision_nb.data import make_shapes_dataset, load_records
     out = Path(output_dir); t0 = time.time()
@@ -1098,3 +1097,13 @@ def dvn_demo(output_dir:str="runs/demo", # where the data and the run go
           f"  python -c \"from dual_vision_nb.fusion import DualVisionForConditionalGeneration as M; m = M.from_pretrained('{run}/model')\"\n"
           "  dvn_scenarios --guide                                                            # real-size scenarios")
     return summary
+
+@call_parse
+def dvn_demo(output_dir:str="runs/demo", # where the data and the run go
+             n_train:int=1000, # training images of the demo set
+             n_val:int=200, # held-out images
+             epochs:int=3, # training epochs
+             seed:int=0, # data and training seed
+            ):
+    "The embedded default: build the demo set, train a tiny dual-vision model on CPU, measure held-out accuracy."
+    run_demo(output_dir, n_train, n_val, epochs, seed)   # returns None: a console script's return value is its exit status

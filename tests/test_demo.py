@@ -2,11 +2,11 @@
 import json, random
 from PIL import Image
 from dual_vision_nb.data import load_records
-from dual_vision_nb.trainer import answer_accuracy, dvn_demo, train
+from dual_vision_nb.trainer import answer_accuracy, run_demo, train
 
 
 def test_demo_command_writes_the_run(tmp_path):
-    summary = dvn_demo(output_dir=str(tmp_path / "demo"), n_train=120, n_val=30, epochs=1, seed=0)
+    summary = run_demo(output_dir=str(tmp_path / "demo"), n_train=120, n_val=30, epochs=1, seed=0)
     run = tmp_path / "demo" / "run"
     for p in ("model/model.safetensors", "model/chat_template.jinja", "metrics.csv", "demo_summary.json",
               "checkpoints/latest.json", "config.json", "val_answers.jsonl"):
@@ -15,6 +15,16 @@ def test_demo_command_writes_the_run(tmp_path):
     assert saved["n_val"] == 30 and 0 <= saved["held_out_accuracy"] <= 1 and 0 < saved["blind_baseline"] < 1
     assert len((run / "val_answers.jsonl").read_text().splitlines()) == 30
     assert sum(d["n"] for d in saved["by_question"].values()) == 30
+
+
+def test_demo_console_script_exits_cleanly(tmp_path):
+    "The README's main command: dvn_demo must exit 0 (a console script's return value is its exit status)."
+    import os, shutil, subprocess
+    exe = shutil.which("dvn_demo"); assert exe, "pip install -e . registers dvn_demo"
+    r = subprocess.run([exe, "--output_dir", str(tmp_path / "d"), "--n_train", "24", "--n_val", "8", "--epochs", "1"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "held-out accuracy" in r.stdout and "next:" in r.stdout
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220), "yellow": (230, 210, 20),
