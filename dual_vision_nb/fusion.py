@@ -7,7 +7,7 @@ __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'COMPONENT_PATTERNS', 'check_en
            'GatedFusion', 'ConcatFusion', 'DualVisionConfig', 'DualVisionImageFeatures', 'DualVisionCausalLMOutput',
            'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
 
-# %% ../nbs/01_fusion.ipynb #7789d89f
+# %% ../nbs/01_fusion.ipynb #f83075e0
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTr
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVisionProcessor,
     check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl, resolve_attn_implementation)
 
-# %% ../nbs/01_fusion.ipynb #69913d21
+# %% ../nbs/01_fusion.ipynb #d8528794
 ENCODER_MODES = ("fused", "qwen", "dinov2")
 
 def check_encoder_mode(mode:str|None)->str:
@@ -45,7 +45,7 @@ class FusionOutput:
     proj_qwen: Tensor|None = None      # (N, C) projected, aligned Qwen tokens
     proj_dinov2: Tensor|None = None    # (N, C) projected, aligned DINOv2 tokens
 
-# %% ../nbs/01_fusion.ipynb #99b4a343
+# %% ../nbs/01_fusion.ipynb #4248b923
 def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
                    token_image_ids:Tensor, # (N,) index of the image each token belongs to
                    n_images:int)->Tensor: # (n_images, C) mean over each image's tokens
@@ -54,7 +54,7 @@ def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
     counts = torch.bincount(token_image_ids, minlength=n_images).clamp_min(1).to(tok.dtype)
     return sums / counts[:, None]
 
-# %% ../nbs/01_fusion.ipynb #b0cbc534
+# %% ../nbs/01_fusion.ipynb #608a745e
 class _StreamProjections(nn.Module):
     "LayerNorm + linear projection of each stream to `common_dim` (the two streams have very different scales)."
     def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int):
@@ -71,7 +71,7 @@ def _zero_linear(dim_in, dim_out):
     nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
-# %% ../nbs/01_fusion.ipynb #4ad9fd99
+# %% ../nbs/01_fusion.ipynb #7afad94c
 class GatedFusion(_StreamProjections):
     "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
@@ -103,7 +103,7 @@ def _onehot(n, k, like):
     w = torch.zeros(n, 2, device=like.device); w[:, k] = 1.
     return w
 
-# %% ../nbs/01_fusion.ipynb #6d7d471d
+# %% ../nbs/01_fusion.ipynb #fd30be2e
 class ConcatFusion(_StreamProjections):
     "Channel concatenation of the projected streams + MLP (Prismatic / Eagle style), residual on Qwen's tokens."
     def __init__(self, qwen_dim:int, dinov2_dim:int, lm_dim:int, common_dim:int, gate_hidden_dim:int|None=None,
@@ -132,7 +132,7 @@ class ConcatFusion(_StreamProjections):
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
 
-# %% ../nbs/01_fusion.ipynb #eb72dbf6
+# %% ../nbs/01_fusion.ipynb #77070f62
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
     "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
@@ -166,7 +166,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
                   dinov2_config=dinov2_config.to_dict(), **fusion_kwargs)
         return cfg.validate_fusion()
 
-# %% ../nbs/01_fusion.ipynb #ab9fb086
+# %% ../nbs/01_fusion.ipynb #5eaf64b6
 @dataclass
 class DualVisionImageFeatures(BaseModelOutputWithPooling):
     "Image features as Qwen's forward expects them (`pooler_output`: per-image tuple), plus what the fusion observed."
@@ -189,7 +189,7 @@ class DualVisionCausalLMOutput(CausalLMOutputWithPast):
 
 _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen", "proj_dinov2", "token_image_ids")
 
-# %% ../nbs/01_fusion.ipynb #882ae1f7
+# %% ../nbs/01_fusion.ipynb #a50ba146
 class DualVisionModel(Qwen2_5_VLModel):
     "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
     config: DualVisionConfig
@@ -228,7 +228,7 @@ class DualVisionModel(Qwen2_5_VLModel):
                                        token_image_ids=token_image_ids,
                                        **{k: getattr(fo, k) for k in _FEATURE_FIELDS if k != "token_image_ids"})
 
-# %% ../nbs/01_fusion.ipynb #13af9059
+# %% ../nbs/01_fusion.ipynb #adf5d121
 class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     "Qwen2.5-VL whose image tokens come from the fusion of its own vision tower and DINOv2."
     config: DualVisionConfig
@@ -276,7 +276,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                              f"(image_grid_thw={image_grid_thw.tolist()}); build inputs with the processor, which "
                              f"expands each image's <|image_pad|> into grid_h*grid_w/4 tokens, and pass every image")
 
-# %% ../nbs/01_fusion.ipynb #efacc126
+# %% ../nbs/01_fusion.ipynb #36f8d460
 COMPONENT_PATTERNS = {
     "qwen_vision": r"^model\.visual\.(?!merger\.)",
     "qwen_merger": r"^model\.visual\.merger\.",
@@ -284,6 +284,8 @@ COMPONENT_PATTERNS = {
     "projections": r"^model\.fusion\.(norm|proj)_(qwen|dinov2)\.",
     "fusion":      r"^model\.fusion\.(?!(norm|proj)_(qwen|dinov2)\.)",
     "llm":         r"^(model\.language_model\.|lm_head\.)",
+    "detection":   r"^detection_head\.(?!(vision|language)_adapter\.)",   # the grounding head of `07_detection`, minus ...
+    "adapter":     r"^detection_head\.(vision|language)_adapter\.",       # ... its two adapters
 }
 
 def component_of(name:str, patterns:dict=COMPONENT_PATTERNS)->str:
@@ -299,7 +301,7 @@ def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[st
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 
-# %% ../nbs/01_fusion.ipynb #5d3a4e8e
+# %% ../nbs/01_fusion.ipynb #c7fe8852
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
                    dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config
