@@ -42,7 +42,7 @@ def setup():
     inputs = processor.apply_chat_template(conversations, tokenize=True, return_dict=True, return_tensors="pt",
                                            processor_kwargs={"padding": True})
     labels, span_ids = _labels(inputs["input_ids"], processor.tokenizer)
-    components = model.component_names()
+    components = {c: names for c, names in model.component_names().items() if names}   # components this model has
     return model, inputs, labels, span_ids, components
 
 
