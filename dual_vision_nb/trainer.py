@@ -8,14 +8,14 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'param_groups', 'LRLambda', 'build_scheduler', 'ModelConfig', 'FreezeConfig', 'TrainingConfig',
            'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'DVNConfig', 'CancelStepException',
            'CancelFitException', 'Callback', 'Learner', 'make_accelerator', 'NaNGuardCB', 'GradNormCB', 'EvalCB',
-           'EarlyStoppingCB', 'PlateauCB', 'StatusTableCB', 'LoggerCB', 'ProgressCB', 'save_checkpoint',
-           'load_checkpoint', 'CheckpointCB', 'resolve_resume', 'three_stage_schedule', 'stages_from_config',
-           'build_processor_for', 'build_model', 'build_datasets', 'build_dataloaders', 'build_run', 'train',
-           'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline', 'fusion_summary',
-           'run_demo', 'dvn_demo']
+           'EarlyStoppingCB', 'PlateauCB', 'FreezeGroupsCB', 'DetectionFreezeCB', 'StatusTableCB', 'LoggerCB',
+           'ProgressCB', 'save_checkpoint', 'load_checkpoint', 'CheckpointCB', 'resolve_resume', 'three_stage_schedule',
+           'stages_from_config', 'build_processor_for', 'build_model', 'build_datasets', 'build_dataloaders',
+           'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline',
+           'fusion_summary', 'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #064262d2
-import contextlib, csv, difflib, json, math, os, random, re, shutil, time, warnings
+# %% ../nbs/04_trainer.ipynb #ca0ad9c3
+import contextlib, csv, difflib, inspect, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #d697acb4
+# %% ../nbs/04_trainer.ipynb #3732095b
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,9 +59,10 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #6d814dc9
-def component_params(model:nn.Module, patterns:dict=COMPONENT_PATTERNS)->dict[str, list[tuple[str, nn.Parameter]]]:
-    "Each named component's (name, parameter) pairs; every parameter in exactly one."
+# %% ../nbs/04_trainer.ipynb #881b531b
+def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
+    "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
+    patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
     out = {c: [] for c in patterns}
     for n, p in model.named_parameters():
         hits = [c for c, pat in patterns.items() if re.search(pat, n)]
@@ -85,7 +86,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #40d5d2df
+# %% ../nbs/04_trainer.ipynb #262f8aba
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -101,10 +102,11 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #94ba86d7
+# %% ../nbs/04_trainer.ipynb #0cdf8b28
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
-                          "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"]}
+                          "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"],
+                          "detection": COMPONENT_PATTERNS["detection"], "adapter": COMPONENT_PATTERNS["adapter"]}
 
 def _no_decay(name, p): return p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
 
@@ -136,7 +138,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #d755d5ee
+# %% ../nbs/04_trainer.ipynb #6bfd69dc
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -156,7 +158,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #677a583d
+# %% ../nbs/04_trainer.ipynb #af630921
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -230,6 +232,7 @@ class TrainingConfig:
     max_tokens_per_batch: int | None = None
     resume: str | None = None
     callbacks: list = field(default_factory=list)   # "module:Class" import paths, constructed with no argument
+    detection_freeze_epochs: int = 0   # the detection head (groups detection, adapter) stays frozen this many epochs
 
 @dataclass
 class StageConfig:
@@ -309,7 +312,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #4fa61c6e
+# %% ../nbs/04_trainer.ipynb #652c46f7
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -329,7 +332,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #8ba90773
+# %% ../nbs/04_trainer.ipynb #3982de63
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -427,10 +430,14 @@ class Learner:
         self.scheduler = build_scheduler(self.opt.optimizer, c.scheduler, warmup, total)
 
     def stage_total_steps(self)->int:
+        "Optimizer steps this stage will take (its steps or epochs, cut by `max_steps`): the schedule's horizon."
         s = self.stage
-        if s.steps is not None: return s.steps
-        per_epoch = math.ceil(len(self.train_dl) / self.cfg.gradient_accumulation_steps)
-        return per_epoch * (s.epochs if s.epochs is not None else self.cfg.num_epochs)
+        if s.steps is not None: total = s.steps
+        else:
+            per_epoch = math.ceil(len(self.train_dl) / self.cfg.gradient_accumulation_steps)
+            total = per_epoch * (s.epochs if s.epochs is not None else self.cfg.num_epochs)
+        if self.cfg.max_steps: total = min(total, self.cfg.max_steps - self.stage_start_step)
+        return max(1, total)
 
     def switch_training_mode(self, mode:str):
         "Apply a training-mode preset now and rebuild the optimizer (the seed's `switch_training_mode`)."
@@ -444,13 +451,16 @@ class Learner:
         print(parameter_status_table(self.unwrapped))
 
     def compute_loss(self, batch:dict, num_items:Tensor)->dict:
-        "Forward + `DualVisionLoss`, the LM term normalised by the step's supervised-token count."
-        inputs = {k: batch[k] for k in MODEL_INPUTS if batch.get(k) is not None}
+        "Forward + the loss, the LM term normalised by the step's supervised-token count."
+        # a model names the extra batch keys its forward takes (`extra_input_names`); a loss that takes `batch` gets it
+        names = MODEL_INPUTS + tuple(getattr(self.unwrapped, "extra_input_names", ()))
+        inputs = {k: batch[k] for k in names if batch.get(k) is not None}
+        extra = {"batch": batch} if "batch" in inspect.signature(self.loss_func).parameters else {}
         with self.accelerator.autocast():
             # no KV cache in training: with a cache transformers never builds the packed (block-diagonal) mask
             out = self.model(**inputs, use_cache=False)
             return self.loss_func(out, batch["labels"], step=self.step, span_ids=batch.get("span_ids"),
-                                  num_items_in_batch=num_items)
+                                  num_items_in_batch=num_items, **extra)
 
     def one_step(self, micro:list[dict]):
         "One optimizer step over a group of micro-batches (gradient accumulation, DDP-aware token normalisation)."
@@ -500,7 +510,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #cce5eb97
+# %% ../nbs/04_trainer.ipynb #20745ed3
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -512,7 +522,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #497c7189
+# %% ../nbs/04_trainer.ipynb #151fb863
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -553,7 +563,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #387c3621
+# %% ../nbs/04_trainer.ipynb #8d1724ee
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -612,6 +622,37 @@ class PlateauCB(Callback):
     def state_dict(self): return {"best": self.best, "wait": self.wait}
     def load_state_dict(self, s): self.best, self.wait = s["best"], s["wait"]
 
+class FreezeGroupsCB(Callback):
+    "Hold the named parameter groups frozen for the first `epochs` epochs of the fit (counted over stages), then train them."
+    order = -10                        # before StatusTableCB, so its table shows them frozen
+    def __init__(self, groups:tuple=("detection", "adapter"), # parameter groups (names of `param_groups`)
+                 epochs:int=1):        # epochs they stay frozen
+        self.groups, self.epochs, self.epochs_done, self.held = tuple(groups), epochs, 0, []
+
+    def _params(self)->list:
+        learn = self.learn
+        patterns = {**DEFAULT_GROUP_PATTERNS, **learn.cfg.extra_param_groups}
+        for g in self.groups:
+            if g not in patterns: raise ValueError(f"{type(self).__name__}: unknown parameter group {g!r}{_did_you_mean(g, patterns)}")
+        return [p for n, p in learn.unwrapped.named_parameters() if any(re.search(patterns[g], n) for g in self.groups)]
+
+    def _apply(self):
+        if self.epochs_done < self.epochs:          # hold every trainable one (a new stage made them trainable again)
+            held = {id(p) for p in self.held}
+            self.held += [p for p in self._params() if p.requires_grad and id(p) not in held]
+            for p in self.held: p.requires_grad_(False)
+        else:                                       # release what was held; the rest keeps its state
+            for p in self.held: p.requires_grad_(True)
+            self.held = []
+    before_stage = before_epoch = _apply
+    def after_epoch(self): self.epochs_done += 1
+    def state_dict(self): return {"epochs_done": self.epochs_done}
+    def load_state_dict(self, s): self.epochs_done = s["epochs_done"]
+
+class DetectionFreezeCB(FreezeGroupsCB):
+    "The seed's `detection_freeze_epochs`: the detection head and its adapters frozen for the first `epochs` epochs."
+    def __init__(self, epochs:int=1): super().__init__(("detection", "adapter"), epochs)
+
 class StatusTableCB(Callback):
     "Print the parameter freeze status table at the start of each stage."
     def before_stage(self):
@@ -620,7 +661,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #7fde1fb7
+# %% ../nbs/04_trainer.ipynb #0f80f4dc
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -702,7 +743,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #a27c9bbc
+# %% ../nbs/04_trainer.ipynb #c6073df9
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -760,7 +801,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #268986e9
+# %% ../nbs/04_trainer.ipynb #3acf189f
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -820,7 +861,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #3e0c71a4
+# %% ../nbs/04_trainer.ipynb #ecde4c42
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -848,7 +889,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #42201c0b
+# %% ../nbs/04_trainer.ipynb #b283c9c5
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -919,7 +960,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid):
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #80e91169
+# %% ../nbs/04_trainer.ipynb #29168e70
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -946,6 +987,7 @@ def build_run(cfg:DVNConfig)->Learner:
     if cfg.logging.progress_bar: cbs.append(ProgressCB())
     if t.early_stopping_patience: cbs.append(EarlyStoppingCB(t.metric, t.early_stopping_patience, t.early_stopping_min_delta, t.greater_is_better))
     if t.scheduler == "plateau": cbs.append(PlateauCB(t.metric, t.plateau_factor, t.plateau_patience, t.greater_is_better))
+    if t.detection_freeze_epochs: cbs.append(DetectionFreezeCB(t.detection_freeze_epochs))
     cbs += [_import_callback(c) for c in t.callbacks]
     learn = Learner(model, train_dl, valid_dl, loss, t, stages_from_config(cfg), cfg.freeze_config.settings(), cbs,
                     processor, acc)
@@ -965,7 +1007,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #8cfc79cb
+# %% ../nbs/04_trainer.ipynb #166efe2a
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -993,7 +1035,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #49e7c582
+# %% ../nbs/04_trainer.ipynb #a113c895
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1021,7 +1063,7 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #386e73ad
+# %% ../nbs/04_trainer.ipynb #072daa20
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset`
                 samples_per_epoch:int|None=None, # draws per epoch from the VQA + caption mix (default: both sets once)
                 **training)->dict:

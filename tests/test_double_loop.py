@@ -1,0 +1,115 @@
+"The double-loop controller end to end through the CLI (a real kill -9 and an exact resume), and task heads under the Learner."
+import csv, json, os, shutil, subprocess
+from pathlib import Path
+import pytest, torch
+from dual_vision_nb.data import make_shapes_dataset
+
+HERE = Path(__file__).parent
+CONTROLLER = "dual_vision_nb.double_loop:DoubleLoopCB"
+
+
+def _config(tmp, out, **training):
+    data = make_shapes_dataset(tmp / "data", n_train=48, n_val=8, seed=0)
+    return {"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
+                      "common_dim": 16, "max_pixels": 16 * 28 * 28},
+            "training": {"output_dir": str(out), "batch_size": 4, "learning_rate": 3e-3, "num_epochs": 2,
+                         "save_every_steps": 4, "keep_last": 0, "warmup_steps": 2, **training},
+            "loss": {"lm_weight": 1.0, "diversity_weight": 0.0},
+            "data": {"train_data_path": str(data["train"]), "val_data_path": str(data["val"]), "max_length": 256},
+            "logging": {"tensorboard": False, "progress_bar": False}}
+
+
+def _write(tmp, name, cfg):
+    p = tmp / name; p.write_text(json.dumps(cfg)); return p
+
+
+def _curves(run_dir, prefix=("train/loss", "lr/", "double_loop/")):
+    "name -> {step: value} for the losses, learning rates and controller scales in metrics.csv."
+    out = {}
+    for r in csv.DictReader((Path(run_dir) / "metrics.csv").open()):
+        if r["name"].startswith(prefix): out.setdefault(r["name"], {})[int(r["step"])] = float(r["value"])
+    return out
+
+
+def _dvn_train(*args, env=None, check=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DVN_DOUBLE_LOOP_EVERY": "3", **(env or {})}
+    exe = shutil.which("dvn_train")
+    assert exe, "dvn_train is not on PATH: pip install -e . registers the console scripts"
+    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=check, timeout=600)
+
+
+def _controller_state(run_dir, step):
+    st = json.loads((Path(run_dir) / "checkpoints" / f"step-{step:07d}" / "trainer_state.json").read_text())
+    return next(v for k, v in st["callbacks"].items() if k.startswith("double_loop"))
+
+
+def test_kill_and_resume_with_controller_is_exact(tmp_path):
+    "Controller on (a decision every 3 steps), killed with SIGKILL at step 10, resumed from step 8: curves equal to 1e-6."
+    full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16, callbacks=[CONTROLLER]))
+    _dvn_train("--config", str(full))
+    killed = _write(tmp_path, "killed.json", _config(tmp_path, tmp_path / "killed", max_steps=16,
+                                                     callbacks=[CONTROLLER, "killer:KillAtStep"]))
+    env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
+    r = _dvn_train("--config", str(killed), env=env, check=False)
+    assert r.returncode == -9, (r.returncode, r.stderr[-2000:])                 # really killed, mid-run
+    assert json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())["step"] == 8
+    _dvn_train("--config", str(killed), "--resume", "latest", env={**env, "DVN_KILL_AT_STEP": "-1"})
+    a, b = _curves(tmp_path / "full"), _curves(tmp_path / "killed")
+    assert sorted(a["train/loss"]) == sorted(b["train/loss"]) == list(range(1, 17))
+    assert set(a) == set(b) and any(k.startswith("double_loop/scale/") for k in a)
+    for name in a:
+        for s in a[name]: assert abs(a[name][s] - b[name][s]) <= 1e-6, (name, s, a[name][s], b[name][s])
+    # the controller really acted (5 decisions, scales moved off 1) and its whole state is the same at the end
+    sa, sb = _controller_state(tmp_path / "full", 16), _controller_state(tmp_path / "killed", 16)
+    assert [e["step"] for e in sa["history"]] == [3, 6, 9, 12, 15]
+    assert any(abs(s - 1) > 1e-3 for s in sa["scales"].values())
+    assert sa == sb
+    # the scales reached the optimizer: llm's logged lr is the fixed run's lr times its scale
+    fixed = _write(tmp_path, "fixed.json", _config(tmp_path, tmp_path / "fixed", max_steps=16))   # same LR horizon
+    _dvn_train("--config", str(fixed))
+    f = _curves(tmp_path / "fixed")
+    for s in range(1, 7):
+        assert abs(a["lr/llm"][s] - f["lr/llm"][s] * a["double_loop/scale/llm"][s]) <= 1e-12 * max(1.0, f["lr/llm"][s])
+        assert 0.1 <= a["double_loop/scale/llm"][s] <= 10.0
+
+
+def test_disabled_controller_changes_nothing(tmp_path, monkeypatch):
+    "DVN_DOUBLE_LOOP_ENABLED=0: the run is the fixed schedule's, bit for bit."
+    from dual_vision_nb import trainer
+    from dual_vision_nb.double_loop import DoubleLoopCB
+    monkeypatch.setenv("DVN_DOUBLE_LOOP_ENABLED", "0")
+    off = trainer.train(_config(tmp_path, tmp_path / "off", max_steps=6, callbacks=[CONTROLLER]))
+    monkeypatch.delenv("DVN_DOUBLE_LOOP_ENABLED")
+    assert not next(c for c in off.cbs if isinstance(c, DoubleLoopCB)).enabled
+    trainer.train(_config(tmp_path, tmp_path / "none", max_steps=6))
+    assert _curves(tmp_path / "off")["train/loss"] == _curves(tmp_path / "none")["train/loss"]
+
+
+def test_learner_trains_heads(tmp_path):
+    "A DualVisionWithHeads trained by the Learner: heads in their own group, targets reach them, the controller scales them."
+    from torch.utils.data import DataLoader
+    from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
+    from dual_vision_nb.fusion import DualVisionForConditionalGeneration
+    from dual_vision_nb.trainer import CheckpointCB, GradNormCB, Learner, LoggerCB, TrainingConfig
+    from dual_vision_nb.double_loop import (ClassificationHead, DoubleLoopCB, DualVisionWithHeads, HEADS_PATTERN, HeadsLoss,
+                                            SequenceGenerationHead, TaskCollator, TaskDataset, count_records)
+    data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=8, seed=0)
+    processor = build_processor()
+    torch.manual_seed(0)
+    vlm = DualVisionForConditionalGeneration.from_encoders(tiny_qwen2_5_vl_config(vocab_size=512), tiny_dinov2_config(), common_dim=16)
+    model = DualVisionWithHeads(vlm, {"count": ClassificationHead(64, 3), "answer": SequenceGenerationHead()})
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("heads.")}
+    coll = TaskCollator(processor)
+    train_dl = DataLoader(TaskDataset(count_records(data["train"]), processor), batch_size=4, shuffle=True, collate_fn=coll)
+    valid_dl = DataLoader(TaskDataset(count_records(data["val"]), processor), batch_size=4, collate_fn=coll)
+    out = tmp_path / "run"
+    cfg = TrainingConfig(output_dir=str(out), max_steps=4, learning_rate=3e-3, extra_param_groups={"heads": HEADS_PATTERN})
+    ctl = DoubleLoopCB(every=2)
+    learn = Learner(model, train_dl, valid_dl, HeadsLoss(model.heads), cfg, processor=processor,
+                    cbs=[GradNormCB(), ctl, LoggerCB(out), CheckpointCB(out, every_steps=2)]).fit()
+    assert all(not torch.equal(p, before[n]) for n, p in learn.unwrapped.named_parameters() if n in before)
+    names = {r["name"] for r in csv.DictReader((out / "metrics.csv").open())}
+    assert {"train/acc/count", "train/count", "train/lm", "lr/heads", "double_loop/scale/heads"} <= names
+    assert "heads" in ctl.scales and learn.validate()["valid_loss"] > 0
+    assert (out / "model" / "heads.json").exists()
+    assert DualVisionWithHeads.from_pretrained(out / "model").heads.spec == model.heads.spec
