@@ -3,9 +3,10 @@
 A length-skewed sample of the shapes demo set (short single-turn VQA, captions, and long multi-image multi-turn
 conversations) is grouped into steps by `TokenBudgetBatchSampler`; every step is then run twice, as a padded batch
 (`PaddedCollator`, B rows) and as one packed row (`PackedCollator`), forward + backward on the tiny stock Qwen2.5-VL,
-the same with a wider LM, and the tiny fused model. Writes benchmarks/results/packing.json and prints a markdown table.
+the same with a wider LM, and the tiny fused model. It also checks that both layouts give the same loss on every step
+(equal loss). Writes benchmarks/results/packing.json and prints markdown tables.
 
-usage: python benchmarks/bench_packing.py [--n-samples 160] [--max-tokens 1024] [--repeats 5] [--threads 1]
+usage: python benchmarks/bench_packing.py [--n-samples 160] [--max-tokens 1024] [--repeats 3] [--threads 1] [--quick]
 """
 import argparse, json, os, platform, statistics, subprocess, tempfile, time
 from pathlib import Path
@@ -70,11 +71,13 @@ def main():
     ap.add_argument("--n-images", type=int, default=200, help="demo images to draw from")
     ap.add_argument("--n-samples", type=int, default=160, help="samples in the skewed sample")
     ap.add_argument("--max-tokens", type=int, default=1024, help="real tokens per step (token budget)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs of each step and layout (the fastest counts)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each step and layout (the fastest counts)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a shared CPU)")
     ap.add_argument("--models", default="stock,stock_wide_lm,fused")
+    ap.add_argument("--quick", action="store_true", help="48 samples, 2 repeats")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "packing.json"))
     a = ap.parse_args()
+    if a.quick: a.n_samples, a.repeats = 48, 2
     torch.set_num_threads(a.threads)
     processor = build_processor()
     with tempfile.TemporaryDirectory() as d:
@@ -87,7 +90,7 @@ def main():
                    "packed": [PackedCollator(processor, a.max_tokens)(s) for s in samples]}
     real = sum(lengths)
     slots = {"padded": sum(b["input_ids"].numel() for b in layouts["padded"]), "packed": real}
-    results, load_before = [], os.getloadavg()
+    results, equal_loss, load_before = [], [], os.getloadavg()
     for kind in a.models.split(","):
         model = make_model(kind)
         for k in layouts: time_step(model, layouts[k][0])                         # warm-up
@@ -99,6 +102,15 @@ def main():
             for _ in range(a.repeats):
                 for k in layouts: runs[k].append(time_step(model, layouts[k][j]))
             for k in layouts: best[k].append(min(runs[k]))
+        # equal loss: the same samples give the same loss in both layouts (mean over supervised tokens in both)
+        with torch.no_grad():
+            losses = [(model(**layouts["padded"][j]).loss.item(), model(**layouts["packed"][j]).loss.item())
+                      for j in range(len(groups))]
+        diffs = [abs(p - q) for p, q in losses]
+        equal_loss.append({"model": kind, "steps": len(losses), "max_abs_diff": max(diffs),
+                           "max_rel_diff": max(d / abs(p) for d, (p, _) in zip(diffs, losses)),
+                           "mean_loss_padded": round(float(np.mean([p for p, _ in losses])), 6),
+                           "mean_loss_packed": round(float(np.mean([q for _, q in losses])), 6)})
         for k in layouts:
             t = sum(best[k])
             results.append({"model": kind, "layout": k, "steps": len(groups), "real_tokens": real, "token_slots": slots[k],
@@ -117,7 +129,7 @@ def main():
                "versions": {"python": platform.python_version(), "torch": torch.__version__,
                             "transformers": transformers.__version__},
                "commit": git("rev-parse", "HEAD"), "worktree_dirty": bool(git("status", "--porcelain")),
-               "results": results}
+               "results": results, "equal_loss": equal_loss}
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{len(lengths)} samples, {min(lengths)}-{max(lengths)} tokens (median {int(np.median(lengths))}), "
@@ -125,6 +137,8 @@ def main():
     print("| model | layout | padding waste | real tokens/s | ms/step |\n| --- | --- | --- | --- | --- |")
     for r in results:
         print(f"| {r['model']} | {r['layout']} | {r['padding_waste']:.0%} | {r['real_tokens_per_s']:,.0f} | {r['ms_per_step']} |")
+    print("\n| model | steps | max abs loss diff, padded vs packed | max relative diff |\n| --- | --- | --- | --- |")
+    for e in equal_loss: print(f"| {e['model']} | {e['steps']} | {e['max_abs_diff']:.2e} | {e['max_rel_diff']:.2e} |")
     print(f"\nwrote {out}")
 
 
