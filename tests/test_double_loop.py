@@ -3,24 +3,10 @@ import csv, json, os, shutil, subprocess
 from pathlib import Path
 import pytest, torch
 from dual_vision_nb.data import make_shapes_dataset
+from runs import run_dvn_train, tiny_run_config as _config, write_config as _write
 
 HERE = Path(__file__).parent
 CONTROLLER = "dual_vision_nb.double_loop:DoubleLoopCB"
-
-
-def _config(tmp, out, **training):
-    data = make_shapes_dataset(tmp / "data", n_train=48, n_val=8, seed=0)
-    return {"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
-                      "common_dim": 16, "max_pixels": 16 * 28 * 28},
-            "training": {"output_dir": str(out), "batch_size": 4, "learning_rate": 3e-3, "num_epochs": 2,
-                         "save_every_steps": 4, "keep_last": 0, "warmup_steps": 2, **training},
-            "loss": {"lm_weight": 1.0, "diversity_weight": 0.0},
-            "data": {"train_data_path": str(data["train"]), "val_data_path": str(data["val"]), "max_length": 256},
-            "logging": {"tensorboard": False, "progress_bar": False}}
-
-
-def _write(tmp, name, cfg):
-    p = tmp / name; p.write_text(json.dumps(cfg)); return p
 
 
 def _curves(run_dir, prefix=("train/loss", "lr/", "double_loop/")):
@@ -32,10 +18,7 @@ def _curves(run_dir, prefix=("train/loss", "lr/", "double_loop/")):
 
 
 def _dvn_train(*args, env=None, check=True):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DVN_DOUBLE_LOOP_EVERY": "3", **(env or {})}
-    exe = shutil.which("dvn_train")
-    assert exe, "dvn_train is not on PATH: pip install -e . registers the console scripts"
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=check, timeout=600)
+    return run_dvn_train(*args, env={"DVN_DOUBLE_LOOP_EVERY": "3", **(env or {})}, check=check)
 
 
 def _controller_state(run_dir, step):
