@@ -1,6 +1,6 @@
 """The embedded default on this CPU: time to >= 95% held-out answer accuracy, or what it reaches by the cap.
 
-A `dvn_demo`-like run: the shapes demo set (`make_shapes_dataset`, 1000 train / 200 held-out images), the trainer's
+A `dvn_demo`-like run: the shapes demo set (`make_shapes_dataset(..., **DEMO_DATA)`, 1000 train / 200 held-out images), the trainer's
 current `demo_config` (model, data mix, schedule, callbacks: everything `dvn_demo` trains with), `build_run` and
 `Learner.fit`. A callback measures held-out exact-match accuracy (`answer_accuracy`, greedy) every `--eval-every`
 steps; the evaluations are timed apart and left out of the training clock. The run stops at `--target` accuracy, at
@@ -80,7 +80,7 @@ def main():
     epochs = a.epochs or inspect.signature(T.dvn_demo).parameters["epochs"].default
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        data = make_shapes_dataset(Path(d) / "data", n_train=a.n_train, n_val=a.n_val, seed=a.seed)
+        data = make_shapes_dataset(Path(d) / "data", n_train=a.n_train, n_val=a.n_val, seed=a.seed, **T.DEMO_DATA)
         data_s = time.perf_counter() - t
         extra = {} if a.num_workers is None else {"num_workers": a.num_workers}
         cfg = T.demo_config(Path(d) / "run", data, num_epochs=epochs, seed=a.seed, **extra)
