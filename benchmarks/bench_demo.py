@@ -58,6 +58,17 @@ class AccuracyCurveCB(T.Callback):
         self.stop_reason = self.stop_reason or "epochs done"
 
 
+def _by_kind(rows):
+    "Final accuracy per question kind: count, colour, shape, position, presence."
+    kinds = {"how": "count", "what color": "colour", "what shape": "shape", "where": "position", "is": "presence"}
+    out = {}
+    for r in rows:
+        w = r["question"].lower().split()
+        k = kinds.get(" ".join(w[:2]) if w[:1] == ["what"] else w[0], "other")
+        d = out.setdefault(k, {"n": 0, "correct": 0, "w": 0.0}); d["n"] += 1; d["correct"] += r["correct"]; d["w"] += r["w_dinov2"] or 0.0
+    return {k: {"n": d["n"], "accuracy": d["correct"] / d["n"], "w_dinov2": d["w"] / d["n"]} for k, d in sorted(out.items())}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cap-s", type=float, default=150, help="training seconds before stopping (the issue's cap: 600)")
@@ -93,7 +104,7 @@ def main():
         cb.learn = learn; learn.cbs = sorted(learn.cbs + [cb], key=lambda c: c.order)
         steps_per_epoch = math.ceil(len(learn.train_dl) / learn.cfg.gradient_accumulation_steps)
         t = time.perf_counter(); learn.fit(); fit_wall = time.perf_counter() - t
-        final_acc, _ = T.answer_accuracy(learn.unwrapped, learn.processor, val)    # all held-out questions
+        final_acc, rows = T.answer_accuracy(learn.unwrapped, learn.processor, val)    # all held-out questions
         blind = T.blind_baseline(load_records(data["train"])[0], val) if hasattr(T, "blind_baseline") else None
     reached = next((c for c in cb.curve if c["accuracy"] >= a.target), None)
     waits = sorted(cb.data_wait_s)
@@ -111,7 +122,10 @@ def main():
                "data_wait_share": round(sum(waits) / max(1e-9, cb.train_s_total), 4),   # loading + collating, within epochs
                "final_accuracy_all_held_out": round(final_acc, 4), "n_held_out": len(val), "n_eval": len(cb.records),
                "blind_baseline": None if blind is None else round(blind, 4),
-               "best_accuracy": max(c["accuracy"] for c in cb.curve), "curve": cb.curve, "train_loss": cb.losses}
+               "best_accuracy": max(c["accuracy"] for c in cb.curve),
+               "by_question": {k: {"n": v["n"], "accuracy": round(v["accuracy"], 4), "w_dinov2": round(v["w_dinov2"], 4)}
+                               for k, v in _by_kind(rows).items()},
+               "curve": cb.curve, "train_loss": cb.losses}
     out = B.write_result("demo", summary, a.out)
     print(f"\n{learn.step} steps ({cb.stop_reason}), {cb.train_s_total:.0f} s of training "
           f"({summary['seconds_per_step']:.3f} s/step, {summary['data_wait_share']:.0%} of it waiting for data), "
@@ -123,6 +137,9 @@ def main():
                      ["target", "reached", "time", "best", "final", "blind"],
                      ["target", "reached", "time to target", f"best (on {len(cb.records)})",
                       f"final (all {len(val)})", "blind baseline"]))
+    print("\n" + B.md_table([{"kind": k, "n": v["n"], "acc": f"{v['accuracy']:.0%}", "w": f"{v['w_dinov2']:.2f}"}
+                             for k, v in summary["by_question"].items()], ["kind", "n", "acc", "w"],
+                            ["question kind", "held-out n", "accuracy", "mean DINOv2 weight"]))
     print(f"\nwrote {out}")
 
 

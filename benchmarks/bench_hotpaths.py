@@ -10,8 +10,9 @@
 4. Stock code, left alone: Qwen's `Conv3d` patch embedding against the same product as one matmul.
 5. The trainer's optimizer step (AdamW defaults) against foreach and fused AdamW; 6. the data pipeline's cost per
    batch (dataset + collator), which the trainer pays inside the loop with `num_workers=0`; 7. the trainer loop on
-   `demo_config`: the time per step of each callback event, the data loader, forward, backward, clipping (5-7 are the
-   trainer's, reported to its owner, not fixed here).
+   `demo_config`: the time per step of each callback event, the data loader, forward, backward, clipping, with the data
+   in the training process and with one DataLoader worker. 8. Held-out evaluation (`answer_accuracy`): the fusion
+   weights read from `generate`'s own prefill against the earlier extra forward of every prompt (encoders twice).
 
 usage: OMP_NUM_THREADS=1 python benchmarks/bench_hotpaths.py [--repeats 15] [--quick]
 """
@@ -127,7 +128,7 @@ def glue_only(pixel_values, image_grid_thw):
                     IMAGENET_MEAN, IMAGENET_STD)
 
 
-def trainer_loop_costs(n_steps):
+def trainer_loop_costs(n_steps, num_workers=0):
     "Time per step in each callback event, the data loader and the model step of `build_run(demo_config)` for n steps."
     import tempfile, time
     from pathlib import Path
@@ -136,8 +137,8 @@ def trainer_loop_costs(n_steps):
     from dual_vision_nb.data import make_shapes_dataset
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as d:
-        data = make_shapes_dataset(Path(d) / "data", n_train=200, n_val=20, seed=0)
-        cfg = T.demo_config(Path(d) / "run", data, max_steps=n_steps)
+        data = make_shapes_dataset(Path(d) / "data", n_train=200, n_val=20, seed=0, **T.DEMO_DATA)
+        cfg = T.demo_config(Path(d) / "run", data, max_steps=n_steps, num_workers=num_workers)
         cfg["logging"]["progress_bar"] = False
         learn = T.build_run(T.DVNConfig.from_dict(cfg))
         spent = {}
@@ -169,7 +170,30 @@ def trainer_loop_costs(n_steps):
     wall = last - first + spent.get("data (loader + collate)", 0.0) / steps
     rows = {k: round(1000 * v / steps, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
     rows["rest (optimizer + scheduler step, zero_grad, loop)"] = round(1000 * wall / steps - sum(rows.values()), 3)
-    return {"steps": steps, "wall_ms_per_step": round(1000 * wall / steps, 2), "ms_per_step": rows}
+    return {"steps": steps, "num_workers": num_workers, "wall_ms_per_step": round(1000 * wall / steps, 2), "ms_per_step": rows}
+
+
+def eval_pass_costs(repeats=3, n=64):
+    "answer_accuracy's batch: generate + a hook on the fusion (now) vs a forward for the weights, then generate (before)."
+    import tempfile
+    from pathlib import Path
+    from dual_vision_nb import trainer as T
+    from dual_vision_nb.data import make_shapes_dataset, load_records, record_to_messages, encode_messages
+    with tempfile.TemporaryDirectory() as d:
+        data = make_shapes_dataset(Path(d) / "data", n_train=20, n_val=n, seed=0, **T.DEMO_DATA)
+        cfg = T.DVNConfig.from_dict(T.demo_config(Path(d) / "run", data))
+        processor = T.build_processor_for(cfg); model = T.build_model(cfg, processor).eval()
+        recs = load_records(data["val"])[0]
+        b = PaddedCollator(processor, padding_side="left")([encode_messages(record_to_messages(r)[:-1], processor,
+                                                                            add_generation_prompt=True) for r in recs[:32]])
+        inputs = {k: b[k] for k in T.MODEL_INPUTS if k in b}
+        kw = dict(max_new_tokens=12, do_sample=False, min_new_tokens=12)        # equal lengths: the same decode both ways
+        @torch.no_grad()
+        def before(): model(**inputs).fusion_weights; model.generate(**inputs, **kw)
+        @torch.no_grad()
+        def now(): T._generate_with_fusion_weights(model, inputs, **kw)
+        r = B.interleaved({"before": before, "now": now}, repeats=repeats)
+    return {"batch": 32, "new_tokens": 12, "before_ms": B.best_ms(r["before"]), "now_ms": B.best_ms(r["now"])}
 
 
 def _timed_iter(it, spent):
@@ -188,7 +212,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--dinov2-sizes", default="32x2,128x4", help="DINOv2 hidden x layers for the alignment comparison")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--loop-steps", type=int, default=0, help="trainer-loop steps to time (default 24: one epoch of 25 is not finished; --quick skips)")
+    ap.add_argument("--loop-steps", type=int, default=0, help="trainer-loop steps to time (default 48, within the first epoch; --quick skips)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -282,7 +306,10 @@ def main():
                                                    + res["train_step_ms"]["now"]), 4)
 
     # 7: the trainer's loop on the demo configuration: what each callback costs per step, next to the step itself
-    if not a.quick or a.loop_steps: res["trainer_loop"] = trainer_loop_costs(a.loop_steps or 24)
+    if not a.quick or a.loop_steps:
+        res["trainer_loop"] = trainer_loop_costs(a.loop_steps or 48)                      # data in the training process
+        res["trainer_loop_1_worker"] = trainer_loop_costs(a.loop_steps or 48, num_workers=1)   # one DataLoader worker
+    res["eval_batch_ms"] = eval_pass_costs(repeats=2 if a.quick else 5)
 
     summary = {**B.metadata("bench_hotpaths", state, a), **res}
     out = B.write_result("hotpaths", summary, a.out)
@@ -308,6 +335,11 @@ def main():
         tl = res["trainer_loop"]
         print(f"\ntrainer loop on demo_config, {tl['steps']} steps, {tl['wall_ms_per_step']:.1f} ms/step wall:")
         print(B.md_table([{"part": k, "ms": v} for k, v in tl["ms_per_step"].items()], ["part", "ms"], ["part", "ms per step"]))
+    if "trainer_loop_1_worker" in res:
+        print(f"with one DataLoader worker: {res['trainer_loop_1_worker']['wall_ms_per_step']:.1f} ms/step wall")
+    ev = res["eval_batch_ms"]
+    print(f"held-out evaluation, a batch of {ev['batch']} prompts + {ev['new_tokens']} tokens: {ev['before_ms']:.0f} ms with a "
+          f"separate forward for the fusion weights (before), {ev['now_ms']:.0f} ms reading them from generate's prefill (now)")
     print(f"\nwrote {out}")
 
 
