@@ -58,17 +58,6 @@ class AccuracyCurveCB(T.Callback):
         self.stop_reason = self.stop_reason or "epochs done"
 
 
-def _by_kind(rows):
-    "Final accuracy per question kind: count, colour, shape, position, presence."
-    kinds = {"how": "count", "what color": "colour", "what shape": "shape", "where": "position", "is": "presence"}
-    out = {}
-    for r in rows:
-        w = r["question"].lower().split()
-        k = kinds.get(" ".join(w[:2]) if w[:1] == ["what"] else w[0], "other")
-        d = out.setdefault(k, {"n": 0, "correct": 0, "w": 0.0}); d["n"] += 1; d["correct"] += r["correct"]; d["w"] += r["w_dinov2"] or 0.0
-    return {k: {"n": d["n"], "accuracy": d["correct"] / d["n"], "w_dinov2": d["w"] / d["n"]} for k, d in sorted(out.items())}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cap-s", type=float, default=150, help="training seconds before stopping (the issue's cap: 600)")
@@ -124,7 +113,7 @@ def main():
                "blind_baseline": None if blind is None else round(blind, 4),
                "best_accuracy": max(c["accuracy"] for c in cb.curve),
                "by_question": {k: {"n": v["n"], "accuracy": round(v["accuracy"], 4), "w_dinov2": round(v["w_dinov2"], 4)}
-                               for k, v in _by_kind(rows).items()},
+                               for k, v in T.fusion_summary(rows, T.question_kind).items()},
                "curve": cb.curve, "train_loss": cb.losses}
     out = B.write_result("demo", summary, a.out)
     print(f"\n{learn.step} steps ({cb.stop_reason}), {cb.train_s_total:.0f} s of training "

@@ -173,7 +173,7 @@ def trainer_loop_costs(n_steps, num_workers=0):
     return {"steps": steps, "num_workers": num_workers, "wall_ms_per_step": round(1000 * wall / steps, 2), "ms_per_step": rows}
 
 
-def eval_pass_costs(repeats=3, n=64):
+def eval_pass_costs(repeats=3, n=32):
     "answer_accuracy's batch: generate + a hook on the fusion (now) vs a forward for the weights, then generate (before)."
     import tempfile
     from pathlib import Path
@@ -185,7 +185,7 @@ def eval_pass_costs(repeats=3, n=64):
         processor = T.build_processor_for(cfg); model = T.build_model(cfg, processor).eval()
         recs = load_records(data["val"])[0]
         b = PaddedCollator(processor, padding_side="left")([encode_messages(record_to_messages(r)[:-1], processor,
-                                                                            add_generation_prompt=True) for r in recs[:32]])
+                                                                            add_generation_prompt=True) for r in recs])
         inputs = {k: b[k] for k in T.MODEL_INPUTS if k in b}
         kw = dict(max_new_tokens=12, do_sample=False, min_new_tokens=12)        # equal lengths: the same decode both ways
         @torch.no_grad()
@@ -193,7 +193,7 @@ def eval_pass_costs(repeats=3, n=64):
         @torch.no_grad()
         def now(): T._generate_with_fusion_weights(model, inputs, **kw)
         r = B.interleaved({"before": before, "now": now}, repeats=repeats)
-    return {"batch": 32, "new_tokens": 12, "before_ms": B.best_ms(r["before"]), "now_ms": B.best_ms(r["now"])}
+    return {"batch": n, "new_tokens": 12, "before_ms": B.best_ms(r["before"]), "now_ms": B.best_ms(r["now"])}
 
 
 def _timed_iter(it, spent):

@@ -6,6 +6,7 @@ from dual_vision_nb.data import make_shapes_dataset, load_records, record_to_mes
 from dual_vision_nb.trainer import train
 from dual_vision_nb.inference import load_for_inference
 from dual_vision_nb.analysis import analyze_model_outputs, evaluate_records, plot_training_curves, read_metrics
+from runs import tiny_model_config
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +16,7 @@ def run(tmp_path_factory):
     data = make_shapes_dataset(tmp / "data", n_train=24, n_val=6, seed=0)
     train_mixed = tmp / "data" / "train_mixed.json"
     train_mixed.write_text(json.dumps(json.loads(data["train"].read_text()) + json.loads(data["train_captions"].read_text())))
-    cfg = {"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
-                     "common_dim": 16, "max_pixels": 16 * 28 * 28},
+    cfg = {"model": tiny_model_config(),
            "training": {"output_dir": str(tmp / "run"), "batch_size": 8, "learning_rate": 3e-3, "num_epochs": 1,
                         "save_every_steps": 3, "keep_last": 0, "warmup_steps": 1},
            "data": {"train_data_path": str(train_mixed), "val_data_path": str(data["val"]), "max_length": 256},

@@ -6,6 +6,7 @@ from PIL import Image
 from dual_vision_nb.data import make_shapes_dataset, load_records
 from dual_vision_nb.trainer import train
 from dual_vision_nb.inference import load_for_inference
+from runs import tiny_model_config
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +14,7 @@ def run(tmp_path_factory):
     "A tiny trained run: model/, best_model/ and two checkpoints, plus its data."
     tmp = tmp_path_factory.mktemp("infer")
     data = make_shapes_dataset(tmp / "data", n_train=32, n_val=8, seed=0)
-    cfg = {"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
-                     "common_dim": 16, "max_pixels": 16 * 28 * 28},
+    cfg = {"model": tiny_model_config(),
            "training": {"output_dir": str(tmp / "run"), "batch_size": 8, "learning_rate": 3e-3, "num_epochs": 1,
                         "save_every_steps": 2, "keep_last": 0, "warmup_steps": 0},
            "data": {"train_data_path": str(data["train"]), "val_data_path": str(data["val"]), "max_length": 256},
