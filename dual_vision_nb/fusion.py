@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'COMPONENT_PATTERNS', 'check_encoder_mode', 'FusionOutput', 'pool_per_image',
-           'GatedFusion', 'ConcatFusion', 'DualVisionConfig', 'DualVisionImageFeatures', 'DualVisionCausalLMOutput',
-           'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
+           'GatedFusion', 'ConcatFusion', 'merged_positions', 'DualVisionConfig', 'DualVisionImageFeatures',
+           'DualVisionCausalLMOutput', 'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
 
-# %% ../nbs/01_fusion.ipynb #f83075e0
+# %% ../nbs/01_fusion.ipynb #48b47e64
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +24,10 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTe
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
     Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel, Qwen2_5_VLTextModel)
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVisionProcessor,
-    check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl, resolve_attn_implementation)
+    batch_vision_attention, check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl,
+    resolve_attn_implementation)
 
-# %% ../nbs/01_fusion.ipynb #d8528794
+# %% ../nbs/01_fusion.ipynb #21d39774
 ENCODER_MODES = ("fused", "qwen", "dinov2")
 
 def check_encoder_mode(mode:str|None)->str:
@@ -45,7 +46,7 @@ class FusionOutput:
     proj_qwen: Tensor|None = None      # (N, C) projected, aligned Qwen tokens
     proj_dinov2: Tensor|None = None    # (N, C) projected, aligned DINOv2 tokens
 
-# %% ../nbs/01_fusion.ipynb #4248b923
+# %% ../nbs/01_fusion.ipynb #8cc842b5
 def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
                    token_image_ids:Tensor, # (N,) index of the image each token belongs to
                    n_images:int)->Tensor: # (n_images, C) mean over each image's tokens
@@ -54,24 +55,33 @@ def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
     counts = torch.bincount(token_image_ids, minlength=n_images).clamp_min(1).to(tok.dtype)
     return sums / counts[:, None]
 
-# %% ../nbs/01_fusion.ipynb #608a745e
+# %% ../nbs/01_fusion.ipynb #13626afb
 class _StreamProjections(nn.Module):
-    "LayerNorm + linear projection of each stream to `common_dim` (the two streams have very different scales)."
-    def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int):
+    "LayerNorm + linear projection of each stream to `common_dim`, and the optional grid-position table."
+    def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int, position_grid:int=0):
         super().__init__()
         self.norm_qwen, self.norm_dinov2 = nn.LayerNorm(qwen_dim), nn.LayerNorm(dinov2_dim)
         self.proj_qwen, self.proj_dinov2 = nn.Linear(qwen_dim, common_dim), nn.Linear(dinov2_dim, common_dim)
+        self.position_grid = position_grid
+        if position_grid:      # row + column tables, N(0, 1): the scale of the normalised, projected streams
+            self.pos_row, self.pos_col = nn.Embedding(position_grid, common_dim), nn.Embedding(position_grid, common_dim)
+            for e in (self.pos_row, self.pos_col): e._dvn_unit_init = True; nn.init.normal_(e.weight)
 
     def project(self, q:Tensor|None, d:Tensor|None):
         return (None if q is None else self.proj_qwen(self.norm_qwen(q)),
                 None if d is None else self.proj_dinov2(self.norm_dinov2(d)))
+
+    def position(self, positions:tuple[Tensor, Tensor]|None):
+        "Each token's row + column embedding on its image's merged grid; 0 without a table."
+        if not self.position_grid or positions is None: return 0
+        return self.pos_row(positions[0]) + self.pos_col(positions[1])
 
 def _zero_linear(dim_in, dim_out):
     lin = nn.Linear(dim_in, dim_out); lin._dvn_zero_init = True
     nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
-# %% ../nbs/01_fusion.ipynb #7afad94c
+# %% ../nbs/01_fusion.ipynb #4e376572
 class GatedFusion(_StreamProjections):
     "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
@@ -79,51 +89,55 @@ class GatedFusion(_StreamProjections):
                  lm_dim:int, # LM width
                  common_dim:int, # width both streams are projected to
                  gate_hidden_dim:int|None=None, # gate MLP width (default common_dim)
-                 dropout:float=0.0):
-        super().__init__(qwen_dim, dinov2_dim, common_dim)
+                 dropout:float=0.0,
+                 position_grid:int=0, # >0: learnt row/column embeddings for up to this many merged tokens a side
+                ):
+        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid)
         h = gate_hidden_dim or common_dim
         self.gate = nn.Sequential(nn.Linear(2 * common_dim, h), nn.GELU(), nn.Linear(h, 2))
         self.dropout = nn.Dropout(dropout)
         self.vision_to_lm = _zero_linear(common_dim, lm_dim)
 
-    def forward(self, q:Tensor|None, d:Tensor|None, token_image_ids:Tensor, n_images:int, mode:str="fused")->FusionOutput:
+    def forward(self, q:Tensor|None, d:Tensor|None, token_image_ids:Tensor, n_images:int, mode:str="fused",
+                positions:tuple[Tensor, Tensor]|None=None, # (row, col) of each token, with `position_grid`
+               )->FusionOutput:
         pq, pd = self.project(q, d)
         if mode == "qwen":    # stock Qwen: the fusion branch is off
             return FusionOutput(q, _onehot(n_images, 0, q), proj_qwen=pq)
         if mode == "dinov2":  # DINOv2 alone: no Qwen token reaches the LM
-            return FusionOutput(self.vision_to_lm(self.dropout(pd)), _onehot(n_images, 1, pd), proj_dinov2=pd,
+            return FusionOutput(self.vision_to_lm(self.dropout(pd + self.position(positions))), _onehot(n_images, 1, pd), proj_dinov2=pd,
                                 pooled_dinov2=pool_per_image(pd, token_image_ids, n_images))
         pooled_q, pooled_d = pool_per_image(pq, token_image_ids, n_images), pool_per_image(pd, token_image_ids, n_images)
         w = self.gate(torch.cat([pooled_q, pooled_d], -1)).float().softmax(-1)        # (n_images, 2)
         wt = w.to(pq.dtype)[token_image_ids]                                           # (N, 2)
-        mix = wt[:, :1] * pq + wt[:, 1:] * pd
+        mix = wt[:, :1] * pq + wt[:, 1:] * pd + self.position(positions)
         return FusionOutput(q + self.vision_to_lm(self.dropout(mix)), w, pooled_q, pooled_d, pq, pd)
 
 def _onehot(n, k, like):
     w = torch.zeros(n, 2, device=like.device); w[:, k] = 1.
     return w
 
-# %% ../nbs/01_fusion.ipynb #fd30be2e
+# %% ../nbs/01_fusion.ipynb #4915d9c0
 class ConcatFusion(_StreamProjections):
     "Channel concatenation of the projected streams + MLP (Prismatic / Eagle style), residual on Qwen's tokens."
     def __init__(self, qwen_dim:int, dinov2_dim:int, lm_dim:int, common_dim:int, gate_hidden_dim:int|None=None,
-                 dropout:float=0.0):
-        super().__init__(qwen_dim, dinov2_dim, common_dim)
+                 dropout:float=0.0, position_grid:int=0):
+        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid)
         self.mixer_in = nn.Linear(2 * common_dim, gate_hidden_dim or common_dim)
         self.mixer_out = nn.Linear(gate_hidden_dim or common_dim, common_dim)
         self.dropout = nn.Dropout(dropout)
         self.vision_to_lm = _zero_linear(common_dim, lm_dim)
 
-    def forward(self, q, d, token_image_ids, n_images, mode="fused")->FusionOutput:
+    def forward(self, q, d, token_image_ids, n_images, mode="fused", positions=None)->FusionOutput:
         pq, pd = self.project(q, d)
         if mode == "qwen": return FusionOutput(q, _onehot(n_images, 0, q), proj_qwen=pq)
-        C = pd.shape[-1]
+        C, pos = pd.shape[-1], self.position(positions)
         if mode == "dinov2":
             h = F.linear(pd, self.mixer_in.weight[:, C:], self.mixer_in.bias)
-            return FusionOutput(self.vision_to_lm(self.dropout(self.mixer_out(F.gelu(h)))), _onehot(n_images, 1, pd),
+            return FusionOutput(self.vision_to_lm(self.dropout(self.mixer_out(F.gelu(h)) + pos)), _onehot(n_images, 1, pd),
                                 proj_dinov2=pd, pooled_dinov2=pool_per_image(pd, token_image_ids, n_images))
         a_q = F.linear(pq, self.mixer_in.weight[:, :C]); a_d = F.linear(pd, self.mixer_in.weight[:, C:])
-        mix = self.mixer_out(F.gelu(a_q + a_d + self.mixer_in.bias))
+        mix = self.mixer_out(F.gelu(a_q + a_d + self.mixer_in.bias)) + pos
         nq, nd = a_q.float().norm(dim=-1), a_d.float().norm(dim=-1)
         share_q = pool_per_image((nq / (nq + nd).clamp_min(1e-12))[:, None], token_image_ids, n_images)
         w = torch.cat([share_q, 1 - share_q], -1)
@@ -132,7 +146,19 @@ class ConcatFusion(_StreamProjections):
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
 
-# %% ../nbs/01_fusion.ipynb #77070f62
+# %% ../nbs/01_fusion.ipynb #ac48ec22
+def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w) of each image
+                     token_image_ids:Tensor, # (N,) the image of each merged token
+                     merge:int=2, # the vision tower's spatial merge size
+                    )->tuple[Tensor, Tensor]: # (row, col), each (N,)
+    "Row and column of every merged token on its image's merged grid, in Qwen's order (raster, frame after frame)."
+    thw = image_grid_thw.to(token_image_ids.device)
+    h, w, counts = thw[:, 1] // merge, thw[:, 2] // merge, thw.prod(-1) // merge ** 2
+    local = torch.arange(len(token_image_ids), device=token_image_ids.device) - (counts.cumsum(0) - counts)[token_image_ids]
+    wt = w[token_image_ids]
+    return (local // wt) % h[token_image_ids], local % wt
+
+# %% ../nbs/01_fusion.ipynb #805b2bca
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
     "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
@@ -144,6 +170,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     common_dim: int | None = None      # default: the LM width
     gate_hidden_dim: int | None = None
     fusion_dropout: float = 0.0
+    fusion_position_grid: int = 0      # >0: row/column embeddings in the fusion (see `merged_positions`)
     qwen_source: str | None = None
     dinov2_source: str | None = None
     qwen_image_mean: list | tuple = CLIP_MEAN
@@ -166,7 +193,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
                   dinov2_config=dinov2_config.to_dict(), **fusion_kwargs)
         return cfg.validate_fusion()
 
-# %% ../nbs/01_fusion.ipynb #5eaf64b6
+# %% ../nbs/01_fusion.ipynb #74a77af4
 @dataclass
 class DualVisionImageFeatures(BaseModelOutputWithPooling):
     "Image features as Qwen's forward expects them (`pooler_output`: per-image tuple), plus what the fusion observed."
@@ -189,7 +216,7 @@ class DualVisionCausalLMOutput(CausalLMOutputWithPast):
 
 _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen", "proj_dinov2", "token_image_ids")
 
-# %% ../nbs/01_fusion.ipynb #a50ba146
+# %% ../nbs/01_fusion.ipynb #72824f9b
 class DualVisionModel(Qwen2_5_VLModel):
     "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
     config: DualVisionConfig
@@ -198,13 +225,13 @@ class DualVisionModel(Qwen2_5_VLModel):
     def __init__(self, config:DualVisionConfig):
         Qwen2_5_VLPreTrainedModel.__init__(self, config)
         config.validate_fusion()
-        self.visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+        self.visual = batch_vision_attention(Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config))
         self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
         self.dinov2 = AutoModel.from_config(config.dinov2_config)
         qwen_dim, lm_dim = config.vision_config.out_hidden_size, config.text_config.hidden_size
         self.fusion = FUSION_STRATEGIES[config.fusion_strategy](
             qwen_dim, 4 * config.dinov2_config.hidden_size, lm_dim, config.common_dim or lm_dim,
-            config.gate_hidden_dim, config.fusion_dropout)
+            config.gate_hidden_dim, config.fusion_dropout, config.fusion_position_grid)
         self.rope_deltas = None
         self.post_init()
 
@@ -223,12 +250,20 @@ class DualVisionModel(Qwen2_5_VLModel):
         d = None if mode == "qwen" else dinov2_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean,
                                                              c.qwen_image_std, c.dinov2_image_mean, c.dinov2_image_std)
         if d is not None and q is not None: d = d.to(q.dtype)
-        fo = self.fusion(q, d, token_image_ids, n_images, mode)
+        positions = None
+        if self.fusion.position_grid and mode != "qwen":
+            side = max(max(h, w) for _, h, w in grids) // self.visual.spatial_merge_size
+            if side > self.fusion.position_grid:
+                raise ValueError(f"an image is {side} merged tokens a side, above fusion_position_grid="
+                                 f"{self.fusion.position_grid}. Fix: lower the processor's max_pixels, or build the "
+                                 f"model with a larger fusion_position_grid")
+            positions = merged_positions(image_grid_thw, token_image_ids, self.visual.spatial_merge_size)
+        fo = self.fusion(q, d, token_image_ids, n_images, mode, positions)
         return DualVisionImageFeatures(pooler_output=torch.split(fo.fused, counts),
                                        token_image_ids=token_image_ids,
                                        **{k: getattr(fo, k) for k in _FEATURE_FIELDS if k != "token_image_ids"})
 
-# %% ../nbs/01_fusion.ipynb #adf5d121
+# %% ../nbs/01_fusion.ipynb #3a5ec088
 class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     "Qwen2.5-VL whose image tokens come from the fusion of its own vision tower and DINOv2."
     config: DualVisionConfig
@@ -243,6 +278,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     def _init_weights(self, module):
         super()._init_weights(module)
         if getattr(module, "_dvn_zero_init", False): init.zeros_(module.weight); init.zeros_(module.bias)
+        if getattr(module, "_dvn_unit_init", False): init.normal_(module.weight, 0.0, 1.0)
 
     def forward(self, input_ids:Tensor|None=None, attention_mask:Tensor|None=None, position_ids:Tensor|None=None,
                 past_key_values=None, inputs_embeds:Tensor|None=None, labels:Tensor|None=None, use_cache:bool|None=None,
@@ -276,7 +312,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                              f"(image_grid_thw={image_grid_thw.tolist()}); build inputs with the processor, which "
                              f"expands each image's <|image_pad|> into grid_h*grid_w/4 tokens, and pass every image")
 
-# %% ../nbs/01_fusion.ipynb #36f8d460
+# %% ../nbs/01_fusion.ipynb #2b55c7e3
 COMPONENT_PATTERNS = {
     "qwen_vision": r"^model\.visual\.(?!merger\.)",
     "qwen_merger": r"^model\.visual\.merger\.",
@@ -301,13 +337,13 @@ def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[st
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 
-# %% ../nbs/01_fusion.ipynb #c7fe8852
+# %% ../nbs/01_fusion.ipynb #3f286941
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
                    dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config
                    dtype:str|torch.dtype="auto", # "auto" keeps the checkpoints' dtype
                    attn_implementation:str|None="sdpa", # "sdpa", "eager" or "flash_attention_2"
-                   **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout
+                   **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout, fusion_position_grid
                   )->DualVisionForConditionalGeneration:
     "Fuse a (pretrained or config-built) Qwen2.5-VL and DINOv2 into one model; starts equal to the Qwen model."
     attn = resolve_attn_implementation(attn_implementation)
