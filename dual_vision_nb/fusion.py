@@ -7,8 +7,8 @@ __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'COMPONENT_PATTERNS', 'check_en
            'GatedFusion', 'ConcatFusion', 'merged_positions', 'DualVisionConfig', 'DualVisionImageFeatures',
            'DualVisionCausalLMOutput', 'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
 
-# %% ../nbs/01_fusion.ipynb #48b47e64
-import re
+# %% ../nbs/01_fusion.ipynb #792527ac
+import re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -27,7 +27,7 @@ from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVis
     batch_vision_attention, check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl,
     resolve_attn_implementation)
 
-# %% ../nbs/01_fusion.ipynb #21d39774
+# %% ../nbs/01_fusion.ipynb #7a4a0583
 ENCODER_MODES = ("fused", "qwen", "dinov2")
 
 def check_encoder_mode(mode:str|None)->str:
@@ -46,7 +46,7 @@ class FusionOutput:
     proj_qwen: Tensor|None = None      # (N, C) projected, aligned Qwen tokens
     proj_dinov2: Tensor|None = None    # (N, C) projected, aligned DINOv2 tokens
 
-# %% ../nbs/01_fusion.ipynb #8cc842b5
+# %% ../nbs/01_fusion.ipynb #8e5d51a0
 def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
                    token_image_ids:Tensor, # (N,) index of the image each token belongs to
                    n_images:int)->Tensor: # (n_images, C) mean over each image's tokens
@@ -55,17 +55,19 @@ def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
     counts = torch.bincount(token_image_ids, minlength=n_images).clamp_min(1).to(tok.dtype)
     return sums / counts[:, None]
 
-# %% ../nbs/01_fusion.ipynb #13626afb
+# %% ../nbs/01_fusion.ipynb #37b3bfb2
 class _StreamProjections(nn.Module):
-    "LayerNorm + linear projection of each stream to `common_dim`, and the optional grid-position table."
-    def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int, position_grid:int=0):
+    "LayerNorm + linear projection of each stream to `common_dim`, and the optional grid-position tables (LM width)."
+    def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int, position_grid:int=0, lm_dim:int|None=None,
+                 position_init_std:float=0.0):
         super().__init__()
         self.norm_qwen, self.norm_dinov2 = nn.LayerNorm(qwen_dim), nn.LayerNorm(dinov2_dim)
         self.proj_qwen, self.proj_dinov2 = nn.Linear(qwen_dim, common_dim), nn.Linear(dinov2_dim, common_dim)
         self.position_grid = position_grid
-        if position_grid:      # row + column tables, N(0, 1): the scale of the normalised, projected streams
-            self.pos_row, self.pos_col = nn.Embedding(position_grid, common_dim), nn.Embedding(position_grid, common_dim)
-            for e in (self.pos_row, self.pos_col): e._dvn_unit_init = True; nn.init.normal_(e.weight)
+        if position_grid:      # row + column tables; their sum has std `position_init_std` (0: the step-0 contract holds)
+            self.pos_row, self.pos_col = nn.Embedding(position_grid, lm_dim), nn.Embedding(position_grid, lm_dim)
+            for e in (self.pos_row, self.pos_col):
+                e._dvn_init_std = position_init_std / 2 ** 0.5; nn.init.normal_(e.weight, 0.0, e._dvn_init_std)
 
     def project(self, q:Tensor|None, d:Tensor|None):
         return (None if q is None else self.proj_qwen(self.norm_qwen(q)),
@@ -81,7 +83,7 @@ def _zero_linear(dim_in, dim_out):
     nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
-# %% ../nbs/01_fusion.ipynb #4e376572
+# %% ../nbs/01_fusion.ipynb #38c713e0
 class GatedFusion(_StreamProjections):
     "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
@@ -91,8 +93,9 @@ class GatedFusion(_StreamProjections):
                  gate_hidden_dim:int|None=None, # gate MLP width (default common_dim)
                  dropout:float=0.0,
                  position_grid:int=0, # >0: learnt row/column embeddings for up to this many merged tokens a side
+                 position_init_std:float=0.0, # their initial std (0 keeps the fused model equal to Qwen at step 0)
                 ):
-        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid)
+        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid, lm_dim, position_init_std)
         h = gate_hidden_dim or common_dim
         self.gate = nn.Sequential(nn.Linear(2 * common_dim, h), nn.GELU(), nn.Linear(h, 2))
         self.dropout = nn.Dropout(dropout)
@@ -105,24 +108,24 @@ class GatedFusion(_StreamProjections):
         if mode == "qwen":    # stock Qwen: the fusion branch is off
             return FusionOutput(q, _onehot(n_images, 0, q), proj_qwen=pq)
         if mode == "dinov2":  # DINOv2 alone: no Qwen token reaches the LM
-            return FusionOutput(self.vision_to_lm(self.dropout(pd + self.position(positions))), _onehot(n_images, 1, pd), proj_dinov2=pd,
+            return FusionOutput(self.vision_to_lm(self.dropout(pd)) + self.position(positions), _onehot(n_images, 1, pd), proj_dinov2=pd,
                                 pooled_dinov2=pool_per_image(pd, token_image_ids, n_images))
         pooled_q, pooled_d = pool_per_image(pq, token_image_ids, n_images), pool_per_image(pd, token_image_ids, n_images)
         w = self.gate(torch.cat([pooled_q, pooled_d], -1)).float().softmax(-1)        # (n_images, 2)
         wt = w.to(pq.dtype)[token_image_ids]                                           # (N, 2)
-        mix = wt[:, :1] * pq + wt[:, 1:] * pd + self.position(positions)
-        return FusionOutput(q + self.vision_to_lm(self.dropout(mix)), w, pooled_q, pooled_d, pq, pd)
+        mix = wt[:, :1] * pq + wt[:, 1:] * pd
+        return FusionOutput(q + self.vision_to_lm(self.dropout(mix)) + self.position(positions), w, pooled_q, pooled_d, pq, pd)
 
 def _onehot(n, k, like):
     w = torch.zeros(n, 2, device=like.device); w[:, k] = 1.
     return w
 
-# %% ../nbs/01_fusion.ipynb #4915d9c0
+# %% ../nbs/01_fusion.ipynb #c63cbc8a
 class ConcatFusion(_StreamProjections):
     "Channel concatenation of the projected streams + MLP (Prismatic / Eagle style), residual on Qwen's tokens."
     def __init__(self, qwen_dim:int, dinov2_dim:int, lm_dim:int, common_dim:int, gate_hidden_dim:int|None=None,
-                 dropout:float=0.0, position_grid:int=0):
-        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid)
+                 dropout:float=0.0, position_grid:int=0, position_init_std:float=0.0):
+        super().__init__(qwen_dim, dinov2_dim, common_dim, position_grid, lm_dim, position_init_std)
         self.mixer_in = nn.Linear(2 * common_dim, gate_hidden_dim or common_dim)
         self.mixer_out = nn.Linear(gate_hidden_dim or common_dim, common_dim)
         self.dropout = nn.Dropout(dropout)
@@ -134,19 +137,19 @@ class ConcatFusion(_StreamProjections):
         C, pos = pd.shape[-1], self.position(positions)
         if mode == "dinov2":
             h = F.linear(pd, self.mixer_in.weight[:, C:], self.mixer_in.bias)
-            return FusionOutput(self.vision_to_lm(self.dropout(self.mixer_out(F.gelu(h)) + pos)), _onehot(n_images, 1, pd),
+            return FusionOutput(self.vision_to_lm(self.dropout(self.mixer_out(F.gelu(h)))) + pos, _onehot(n_images, 1, pd),
                                 proj_dinov2=pd, pooled_dinov2=pool_per_image(pd, token_image_ids, n_images))
         a_q = F.linear(pq, self.mixer_in.weight[:, :C]); a_d = F.linear(pd, self.mixer_in.weight[:, C:])
-        mix = self.mixer_out(F.gelu(a_q + a_d + self.mixer_in.bias)) + pos
+        mix = self.mixer_out(F.gelu(a_q + a_d + self.mixer_in.bias))
         nq, nd = a_q.float().norm(dim=-1), a_d.float().norm(dim=-1)
         share_q = pool_per_image((nq / (nq + nd).clamp_min(1e-12))[:, None], token_image_ids, n_images)
         w = torch.cat([share_q, 1 - share_q], -1)
-        return FusionOutput(q + self.vision_to_lm(self.dropout(mix)), w, pool_per_image(pq, token_image_ids, n_images),
+        return FusionOutput(q + self.vision_to_lm(self.dropout(mix)) + pos, w, pool_per_image(pq, token_image_ids, n_images),
                             pool_per_image(pd, token_image_ids, n_images), pq, pd)
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
 
-# %% ../nbs/01_fusion.ipynb #ac48ec22
+# %% ../nbs/01_fusion.ipynb #b8077cb4
 def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w) of each image
                      token_image_ids:Tensor, # (N,) the image of each merged token
                      merge:int=2, # the vision tower's spatial merge size
@@ -158,7 +161,7 @@ def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w)
     wt = w[token_image_ids]
     return (local // wt) % h[token_image_ids], local % wt
 
-# %% ../nbs/01_fusion.ipynb #805b2bca
+# %% ../nbs/01_fusion.ipynb #26289473
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
     "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
@@ -170,7 +173,8 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     common_dim: int | None = None      # default: the LM width
     gate_hidden_dim: int | None = None
     fusion_dropout: float = 0.0
-    fusion_position_grid: int = 0      # >0: row/column embeddings in the fusion (see `merged_positions`)
+    fusion_position_grid: int = 0      # >0: row/column embeddings added to the fused tokens (see `merged_positions`)
+    fusion_position_init_std: float = 0.0   # their initial std; 0 keeps contract 2 (the fused model starts as Qwen)
     qwen_source: str | None = None
     dinov2_source: str | None = None
     qwen_image_mean: list | tuple = CLIP_MEAN
@@ -193,7 +197,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
                   dinov2_config=dinov2_config.to_dict(), **fusion_kwargs)
         return cfg.validate_fusion()
 
-# %% ../nbs/01_fusion.ipynb #74a77af4
+# %% ../nbs/01_fusion.ipynb #7e297435
 @dataclass
 class DualVisionImageFeatures(BaseModelOutputWithPooling):
     "Image features as Qwen's forward expects them (`pooler_output`: per-image tuple), plus what the fusion observed."
@@ -216,7 +220,7 @@ class DualVisionCausalLMOutput(CausalLMOutputWithPast):
 
 _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen", "proj_dinov2", "token_image_ids")
 
-# %% ../nbs/01_fusion.ipynb #72824f9b
+# %% ../nbs/01_fusion.ipynb #a8c9a6e5
 class DualVisionModel(Qwen2_5_VLModel):
     "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
     config: DualVisionConfig
@@ -231,7 +235,7 @@ class DualVisionModel(Qwen2_5_VLModel):
         qwen_dim, lm_dim = config.vision_config.out_hidden_size, config.text_config.hidden_size
         self.fusion = FUSION_STRATEGIES[config.fusion_strategy](
             qwen_dim, 4 * config.dinov2_config.hidden_size, lm_dim, config.common_dim or lm_dim,
-            config.gate_hidden_dim, config.fusion_dropout, config.fusion_position_grid)
+            config.gate_hidden_dim, config.fusion_dropout, config.fusion_position_grid, config.fusion_position_init_std)
         self.rope_deltas = None
         self.post_init()
 
@@ -263,7 +267,7 @@ class DualVisionModel(Qwen2_5_VLModel):
                                        token_image_ids=token_image_ids,
                                        **{k: getattr(fo, k) for k in _FEATURE_FIELDS if k != "token_image_ids"})
 
-# %% ../nbs/01_fusion.ipynb #3a5ec088
+# %% ../nbs/01_fusion.ipynb #53d9659d
 class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     "Qwen2.5-VL whose image tokens come from the fusion of its own vision tower and DINOv2."
     config: DualVisionConfig
@@ -278,7 +282,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     def _init_weights(self, module):
         super()._init_weights(module)
         if getattr(module, "_dvn_zero_init", False): init.zeros_(module.weight); init.zeros_(module.bias)
-        if getattr(module, "_dvn_unit_init", False): init.normal_(module.weight, 0.0, 1.0)
+        if hasattr(module, "_dvn_init_std"): init.normal_(module.weight, 0.0, module._dvn_init_std)
 
     def forward(self, input_ids:Tensor|None=None, attention_mask:Tensor|None=None, position_ids:Tensor|None=None,
                 past_key_values=None, inputs_embeds:Tensor|None=None, labels:Tensor|None=None, use_cache:bool|None=None,
@@ -312,7 +316,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                              f"(image_grid_thw={image_grid_thw.tolist()}); build inputs with the processor, which "
                              f"expands each image's <|image_pad|> into grid_h*grid_w/4 tokens, and pass every image")
 
-# %% ../nbs/01_fusion.ipynb #2b55c7e3
+# %% ../nbs/01_fusion.ipynb #57e33a7a
 COMPONENT_PATTERNS = {
     "qwen_vision": r"^model\.visual\.(?!merger\.)",
     "qwen_merger": r"^model\.visual\.merger\.",
@@ -337,15 +341,19 @@ def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[st
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 
-# %% ../nbs/01_fusion.ipynb #3f286941
+# %% ../nbs/01_fusion.ipynb #6632aab2
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
                    dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config
                    dtype:str|torch.dtype="auto", # "auto" keeps the checkpoints' dtype
                    attn_implementation:str|None="sdpa", # "sdpa", "eager" or "flash_attention_2"
-                   **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout, fusion_position_grid
+                   **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout, fusion_position_grid, fusion_position_init_std
                   )->DualVisionForConditionalGeneration:
     "Fuse a (pretrained or config-built) Qwen2.5-VL and DINOv2 into one model; starts equal to the Qwen model."
+    if fusion_kwargs.get("fusion_position_init_std") and not isinstance(qwen, PreTrainedConfig):
+        warnings.warn(f"fusion_position_init_std={fusion_kwargs['fusion_position_init_std']} on a pretrained Qwen2.5-VL "
+                      f"({qwen}): the fused model will not start equal to it (contract 2). Use 0 (the default) to keep "
+                      f"the pretrained model's answers at step 0; random position tables suit models trained from scratch.")
     attn = resolve_attn_implementation(attn_implementation)
     stock, dino = load_qwen2_5_vl(qwen, dtype, attn), load_dinov2(dinov2, dtype, attn)
     src = lambda s: None if isinstance(s, PreTrainedConfig) else str(s)

@@ -18,10 +18,10 @@ def test_demo_command_writes_the_run(tmp_path):
 
 
 def test_short_demo_beats_the_blind_baseline(tmp_path):
-    "The embedded default, cut to 1000 steps (about a third of it): held-out accuracy well above a model that ignores the image."
-    s = run_demo(output_dir=str(tmp_path / "demo"), n_train=1000, n_val=200, seed=0, max_steps=1000)
-    assert s["steps"] == 1000
-    assert s["held_out_accuracy"] >= s["blind_baseline"] + 0.08, s
+    "The embedded default, cut to 400 steps (about a quarter of it): held-out accuracy well above a model that ignores the image."
+    s = run_demo(output_dir=str(tmp_path / "demo"), n_val=200, seed=0, max_steps=400)
+    assert s["steps"] == 400
+    assert s["held_out_accuracy"] >= s["blind_baseline"] + 0.15, s
     assert s["by_question"]["how"]["accuracy"] >= 0.6, s["by_question"]   # counting: answered from the pixels (blind: ~0.35)
 
 
