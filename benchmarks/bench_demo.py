@@ -1,6 +1,6 @@
 """The embedded default on this CPU: time to >= 95% held-out answer accuracy, or what it reaches by the cap.
 
-A `dvn_demo`-like run: the shapes demo set (`make_shapes_dataset(..., **DEMO_DATA)`, 2000 train / 200 held-out images), the trainer's
+A `dvn_demo`-like run: the shapes demo set (`make_shapes_dataset(..., **DEMO_DATA)`, 4000 train / 200 held-out images), the trainer's
 current `demo_config` (model, data mix, schedule, callbacks: everything `dvn_demo` trains with), `build_run` and
 `Learner.fit`. A callback measures held-out exact-match accuracy (`answer_accuracy`, greedy) every `--eval-every`
 steps; the evaluations are timed apart and left out of the training clock. The run stops at `--target` accuracy, at
@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=None, help="demo_config epochs (default: dvn_demo's)")
     ap.add_argument("--eval-every", type=int, default=25, help="steps between held-out evaluations")
     ap.add_argument("--n-eval", type=int, default=100, help="held-out questions per evaluation (of 200)")
-    ap.add_argument("--n-train", type=int, default=2000, help="training images (dvn_demo: 2000)")
+    ap.add_argument("--n-train", type=int, default=4000, help="training images (dvn_demo: 4000)")
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: demo_config's)")
     ap.add_argument("--seed", type=int, default=0)
