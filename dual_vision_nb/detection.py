@@ -10,7 +10,7 @@ __all__ = ['DETECTION_TERMS', 'LM_REDUCTIONS', 'DETECTION_PROMPT', 'box_cxcywh_t
            'objects_to_target', 'DetectionDataset', 'DetectionCollator', 'teacher_student_record', 'teacher_student_lm',
            'detection_losses', 'DetectionLoss', 'coco_map', 'evaluate_detection', 'plot_detections', 'detection_demo']
 
-# %% ../nbs/07_detection.ipynb #91d6413d
+# %% ../nbs/07_detection.ipynb #875c0929
 import contextlib, inspect, io, json, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from .losses import DualVisionLoss, WeightSchedule, _check_keys, lm_loss
 from .data import (DualVisionDataset, PaddedCollator, RecordError, _resolve_image_path, encode_messages,
                                  image_size, load_image, record_to_messages, span_masks)
 
-# %% ../nbs/07_detection.ipynb #804bf553
+# %% ../nbs/07_detection.ipynb #1f294870
 def box_cxcywh_to_xyxy(boxes:Tensor)->Tensor: # (..., 4) centre-size -> (..., 4) corners
     "Centre-size boxes to corner boxes."
     cx, cy, w, h = boxes.unbind(-1)
@@ -58,7 +58,7 @@ def generalized_box_iou(boxes1:Tensor, # (N, 4) x1, y1, x2, y2
     hull = (hull_wh[..., 0] * hull_wh[..., 1]).clamp_min(1e-12)
     return iou - (hull - union) / hull
 
-# %% ../nbs/07_detection.ipynb #07d550c9
+# %% ../nbs/07_detection.ipynb #1ac43470
 def sigmoid_focal_loss(logits:Tensor, # any shape: objectness logits
                        targets:Tensor, # same shape: 1 for a query matched to an object, 0 otherwise
                        alpha:float=0.25, # weight of the positives (negatives get 1 - alpha); < 0 turns it off
@@ -72,7 +72,7 @@ def sigmoid_focal_loss(logits:Tensor, # any shape: objectness logits
     if alpha >= 0: loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return loss
 
-# %% ../nbs/07_detection.ipynb #43659f12
+# %% ../nbs/07_detection.ipynb #e005b6ae
 @torch.no_grad()
 def match_cost(pred_boxes:Tensor, # (Q, 4) predicted cx, cy, w, h in [0, 1]
                objectness_logits:Tensor, # (Q,)
@@ -100,7 +100,7 @@ def hungarian_match(cost:Tensor, # (Q, G) cost matrix, Q >= G
     order = np.argsort(cols)
     return torch.as_tensor(rows[order], dtype=torch.long), torch.as_tensor(cols[order], dtype=torch.long)
 
-# %% ../nbs/07_detection.ipynb #72f87596
+# %% ../nbs/07_detection.ipynb #d86226fd
 class ResidualMLPAdapter(nn.Module):
     "x + up(GELU(down(LayerNorm(x)))): a residual bottleneck MLP of width dim / bottleneck_ratio, starting as the identity."
     def __init__(self, dim:int, bottleneck_ratio:int=8, dropout:float=0.0):
@@ -144,7 +144,7 @@ def _decoder(dim, heads, ffn, layers, dropout):
     layer = nn.TransformerDecoderLayer(dim, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim))
 
-# %% ../nbs/07_detection.ipynb #96b76088
+# %% ../nbs/07_detection.ipynb #0918131e
 @dataclass
 class DetectionOutput:
     "The head's predictions for every image of a batch and, with targets, the matching and the caption logits."
@@ -263,7 +263,7 @@ class DetectionHead(nn.Module):
             if done.all(): break
         return [row[:row.index(eos_token_id)] if eos_token_id in row else row for row in ids[:, 1:].tolist()]
 
-# %% ../nbs/07_detection.ipynb #69f5abd3
+# %% ../nbs/07_detection.ipynb #c55aae3d
 @strict
 class DualVisionDetectionConfig(DualVisionConfig):
     "A `DualVisionConfig` plus the detection head's settings (`detection_*`)."
@@ -317,7 +317,7 @@ class DualVisionDetectionOutput(DualVisionCausalLMOutput):
     "The fused model's output plus `detection` (a `DetectionOutput`; None when the head did not run)."
     detection: DetectionOutput|None = None
 
-# %% ../nbs/07_detection.ipynb #c7081f70
+# %% ../nbs/07_detection.ipynb #c74fcb68
 class DualVisionForDetection(DualVisionForConditionalGeneration):
     "The fused Qwen2.5-VL + DINOv2 model with a DETR-style grounding head (boxes, objectness, a caption per object)."
     config: DualVisionDetectionConfig
@@ -439,7 +439,7 @@ AutoConfig.register(DualVisionDetectionConfig.model_type, DualVisionDetectionCon
 AutoModelForImageTextToText.register(DualVisionDetectionConfig, DualVisionForDetection, exist_ok=True)
 AutoProcessor.register(DualVisionDetectionConfig, DualVisionProcessor, exist_ok=True)
 
-# %% ../nbs/07_detection.ipynb #6030f557
+# %% ../nbs/07_detection.ipynb #0197f7a7
 _BOX_FIX = 'write each object as {"bbox": [x1, y1, x2, y2], "caption": "..."} in pixels of the original image'
 
 def check_objects(objects, # a record's `objects`
@@ -476,7 +476,7 @@ def objects_to_target(objects:list[dict], # checked objects: {"bbox": [x1, y1, x
     return {"boxes": box_xyxy_to_cxcywh(xyxy),
             "caption_ids": [torch.tensor(tokenizer.encode(o["caption"].strip(), add_special_tokens=False)) for o in objects]}
 
-# %% ../nbs/07_detection.ipynb #7cbd8652
+# %% ../nbs/07_detection.ipynb #90ec97b6
 class DetectionDataset(DualVisionDataset):
     "A `DualVisionDataset` whose samples carry `detection_targets`; a record's `objects` belong to its last image."
     def __init__(self, records, processor, **kwargs): # as `DualVisionDataset`; bad objects follow `on_bad_record`
@@ -528,7 +528,7 @@ def teacher_student_record(student:dict, # a normalised record: its last image i
     if "objects" in student: out["objects"] = student["objects"]
     return out
 
-# %% ../nbs/07_detection.ipynb #62af9653
+# %% ../nbs/07_detection.ipynb #4e36100f
 def _shift_mask(mask:Tensor)->Tensor: return F.pad(mask, (0, 1), value=False)[..., 1:]
 
 def teacher_student_lm(logits:Tensor, # (B, L, V)
@@ -572,7 +572,7 @@ def detection_losses(det:DetectionOutput|None, # the head's output with targets,
         out["caption"] = (ce.sum(1) / (det.caption_labels != -100).sum(1)).sum() / n_images
     return out
 
-# %% ../nbs/07_detection.ipynb #44ca8c9f
+# %% ../nbs/07_detection.ipynb #7141f8e3
 DETECTION_TERMS = ("bbox_l1", "giou", "objectness", "caption")
 LM_REDUCTIONS = ("teacher_plus_student", "token_mean")
 
@@ -635,7 +635,7 @@ class DetectionLoss:
         _check_keys(config, [p for p in inspect.signature(cls.__init__).parameters if p != "self"], "detection loss config")
         return cls(**config)
 
-# %% ../nbs/07_detection.ipynb #f804af09
+# %% ../nbs/07_detection.ipynb #20f404f5
 DETECTION_PROMPT = "Find every object."
 
 def _detection_messages(item, prompt:str)->list[dict]:
@@ -706,7 +706,7 @@ def _detect(self:DualVisionForDetection,
     return self.detect_batch([messages_or_image], score_threshold, processor, **kwargs)[0]
 DualVisionForDetection.detect = _detect
 
-# %% ../nbs/07_detection.ipynb #55702973
+# %% ../nbs/07_detection.ipynb #1aa06659
 def coco_map(predictions:list[list[dict]], # per image: [{"bbox": [x1, y1, x2, y2] px, "score", "caption"}]
              truths:list[list[dict]], # per image: the true objects [{"bbox", "caption"}]
              image_sizes:list[tuple[int, int]], # per image (width, height)
@@ -755,7 +755,7 @@ def evaluate_detection(model:DualVisionForDetection, # the trained model
     return {"boxes": coco_map(preds, truths, sizes), "captions": coco_map(preds, truths, sizes, by_caption=True),
             "predictions": preds}
 
-# %% ../nbs/07_detection.ipynb #f0b9b355
+# %% ../nbs/07_detection.ipynb #44fec41b
 def plot_detections(image:Image.Image|str|Path, # the image
                     predictions:list[dict], # `detect`'s output
                     truths:list[dict]|None=None, # the true objects, drawn dashed in green
@@ -777,7 +777,7 @@ def plot_detections(image:Image.Image|str|Path, # the image
     if title: ax.set_title(title, fontsize=7)
     return ax
 
-# %% ../nbs/07_detection.ipynb #75c55503
+# %% ../nbs/07_detection.ipynb #7b6d55f9
 def detection_demo(output_dir:str|Path, # where the data and the run go
                    n_train:int=1000, # training images of the demo set
                    n_val:int=100, # held-out images

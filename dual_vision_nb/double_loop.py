@@ -10,7 +10,7 @@ __all__ = ['FEATURES', 'HEAD_TYPES', 'HEADS_PATTERN', 'HEADS_COMPONENT_PATTERNS'
            'DualVisionWithHeads', 'count_records', 'TaskDataset', 'TaskCollator', 'HeadsLoss', 'double_loop_settings',
            'lr_scale', 'DoubleLoopController', 'DoubleLoopCB']
 
-# %% ../nbs/08_double_loop.ipynb #cfe0e291
+# %% ../nbs/08_double_loop.ipynb #6da68de1
 import json, math, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .losses import lm_loss
 from .data import DualVisionDataset, PaddedCollator
 from .trainer import Callback, GradNormCB
 
-# %% ../nbs/08_double_loop.ipynb #f6d37a27
+# %% ../nbs/08_double_loop.ipynb #e1a16b40
 FEATURES = ("image", "streams", "prompt", "caption", "logits")   # what a head may read (see `DualVisionWithHeads.features`)
 
 def masked_mean(hidden:Tensor, # (B, L, D) per-position states
@@ -55,7 +55,7 @@ def prompt_mask_from_labels(labels:Tensor, # (B, L) -100 except supervised (answ
     first = torch.where(labels != -100, pos, L).amin(1, keepdim=True)                      # (B, 1)
     return (pos < first) & attention_mask.bool()
 
-# %% ../nbs/08_double_loop.ipynb #9a21043d
+# %% ../nbs/08_double_loop.ipynb #a8d21ed7
 def focal_loss(logits:Tensor, # (B, C) class scores
                target:Tensor, # (B,) class index, -100 = no label
                gamma:float=2.0, # focusing exponent; 0 gives cross-entropy
@@ -76,7 +76,7 @@ def clip_contrastive_loss(logits_per_image:Tensor, # (B, B) scaled similarities,
     target = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
     return (F.cross_entropy(logits_per_image.float(), target) + F.cross_entropy(logits_per_image.float().T, target)) / 2
 
-# %% ../nbs/08_double_loop.ipynb #69a3a2bd
+# %% ../nbs/08_double_loop.ipynb #a929803c
 def uncertainty_weighted_loss(losses:dict[str, Tensor], # task -> scalar loss
                               log_vars:dict[str, Tensor], # task -> scalar s_i (learned)
                               fixed_weights:dict[str, float]|None=None, # task -> constant weight (no s_i)
@@ -93,7 +93,7 @@ def uncertainty_weighted_loss(losses:dict[str, Tensor], # task -> scalar loss
     if not weights: raise ValueError("uncertainty_weighted_loss: no task loss to combine")
     return total, weights
 
-# %% ../nbs/08_double_loop.ipynb #bf87f1d3
+# %% ../nbs/08_double_loop.ipynb #42f21e35
 class TaskHead(nn.Module):
     "Base of the heads: `inputs` (features read), `target` (key in `task_targets`), `loss`, and a rebuildable `spec`."
     inputs: tuple = ("image",)
@@ -204,7 +204,7 @@ class SequenceGenerationHead(TaskHead):
 
 HEAD_TYPES = {c.__name__: c for c in (ClassificationHead, RegressionHead, MultiLabelHead, ContrastiveHead, SequenceGenerationHead)}
 
-# %% ../nbs/08_double_loop.ipynb #811b1dd2
+# %% ../nbs/08_double_loop.ipynb #de601748
 class MultiTaskHead(nn.Module):
     "Named heads on shared features; their losses combined by learned uncertainty weights (or fixed weights)."
     def __init__(self, heads:dict[str, TaskHead], # task name -> head
@@ -270,7 +270,7 @@ class MultiTaskHead(nn.Module):
         heads = {t: HEAD_TYPES[s["type"]](**s["args"]) for t, s in spec["tasks"].items()}
         return cls(heads, spec["weighting"], spec.get("fixed_weights") or None)
 
-# %% ../nbs/08_double_loop.ipynb #322607f6
+# %% ../nbs/08_double_loop.ipynb #cefaf23c
 HEADS_PATTERN = r"^heads\."
 HEADS_COMPONENT_PATTERNS = {**COMPONENT_PATTERNS, "heads": HEADS_PATTERN}
 
@@ -283,7 +283,7 @@ class DualVisionHeadsOutput(DualVisionCausalLMOutput):
     task_log_vars: dict|None = None    # task -> s_i (uncertainty weighting)
     loss_parts: dict|None = None       # loss, each task's loss, weight/<task> (when targets were given)
 
-# %% ../nbs/08_double_loop.ipynb #98c5922c
+# %% ../nbs/08_double_loop.ipynb #aba8456c
 class DualVisionWithHeads(nn.Module):
     "A fused model plus task heads on its pooled fused image tokens; parameters named `model.*`, `lm_head.*`, `heads.*`."
     component_patterns = HEADS_COMPONENT_PATTERNS
@@ -374,7 +374,7 @@ class DualVisionWithHeads(nn.Module):
         heads.load_state_dict(load_file(str(path / "heads.safetensors")))
         return cls(model, heads.to(model.device))
 
-# %% ../nbs/08_double_loop.ipynb #4f43644e
+# %% ../nbs/08_double_loop.ipynb #6acf2c91
 def count_records(path:str|Path, # a shapes demo file (`make_shapes_dataset`'s train or val)
                  )->list[dict]:
     "'How many shapes are there?' records of the shapes demo set, the answer as text and as the class `count` (n - 1)."
@@ -400,7 +400,7 @@ class TaskCollator(PaddedCollator):
         if "labels" in out: out["prompt_mask"] = prompt_mask_from_labels(out["labels"], out["attention_mask"])
         return out
 
-# %% ../nbs/08_double_loop.ipynb #f2999246
+# %% ../nbs/08_double_loop.ipynb #330db864
 class HeadsLoss:
     "The `Learner`'s loss function for a `DualVisionWithHeads`: the LM task from the labels, the others from the forward, combined."
     def __init__(self, heads:MultiTaskHead): self.heads = heads
@@ -412,7 +412,7 @@ class HeadsLoss:
         if lm_losses: parts["lm"] = next(iter(lm_losses.values()))
         return parts
 
-# %% ../nbs/08_double_loop.ipynb #3d58cdf7
+# %% ../nbs/08_double_loop.ipynb #1585e994
 DOUBLE_LOOP_DEFAULTS = {"enabled": True, "every": 100, "min_scale": 0.1, "max_scale": 10.0, "sigma": 0.25, "meta_lr": 1e-2,
                         "hidden_size": 16, "window": 16, "val_samples": 0, "seed": 0, "baseline_decay": 0.8}
 ENV_PREFIX = "DVN_DOUBLE_LOOP_"
@@ -445,7 +445,7 @@ def lr_scale(u:Tensor, # (G,) actions (any real numbers)
     t = torch.tanh(u)
     return torch.exp(torch.where(t >= 0, t * math.log(max_scale), -t * math.log(min_scale)))
 
-# %% ../nbs/08_double_loop.ipynb #10dc0122
+# %% ../nbs/08_double_loop.ipynb #d59220ae
 N_SIGNALS = 7   # per group and chunk: loss vs start, loss vs validation, grad vs start, grad share, acc change, scale, reward
 
 class DoubleLoopController(nn.Module):
@@ -459,7 +459,7 @@ class DoubleLoopController(nn.Module):
         h, _ = self.lstm(signals)                                            # (G, W, H)
         return self.head(h[:, -1])[:, 0]                                      # (G,)
 
-# %% ../nbs/08_double_loop.ipynb #729321be
+# %% ../nbs/08_double_loop.ipynb #5ab1aa9e
 def _to_json(x):
     "Tensors, tuples and non-string-keyed dicts -> tagged JSON-safe values (floats exact)."
     if isinstance(x, Tensor): return {"__tensor__": x.detach().cpu().tolist(), "dtype": str(x.dtype).removeprefix("torch."), "shape": list(x.shape)}
@@ -480,7 +480,7 @@ def _from_json(x):
     if isinstance(x, list): return [_from_json(v) for v in x]
     return x
 
-# %% ../nbs/08_double_loop.ipynb #fdd336bf
+# %% ../nbs/08_double_loop.ipynb #90de7515
 def _group_names(opt)->list[str]:
     "The distinct `group` names of an optimizer's parameter groups, in order (decay and no-decay halves share one)."
     return list(dict.fromkeys(g.get("group", g.get("name", str(i))) for i, g in enumerate(opt.param_groups)))

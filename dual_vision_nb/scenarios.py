@@ -7,7 +7,7 @@ __all__ = ['SCENARIOS', 'QWEN2_5_VL_SIZES', 'DINOV2_SIZES', 'MEMORY_REGIMES', 's
            'parameter_counts', 'memory_bytes', 'image_tokens', 'training_flops', 'estimate', 'estimate_table',
            'scenario_guide', 'dvn_scenarios', 'check_accelerate_config']
 
-# %% ../nbs/04a_scenarios.ipynb #d9cce83c
+# %% ../nbs/04a_scenarios.ipynb #b70ba285
 import copy, difflib, json, os, textwrap, warnings
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +22,7 @@ from .fusion import COMPONENT_PATTERNS, DualVisionConfig, DualVisionForCondition
 from .trainer import DVNConfig, apply_freeze, component_params, param_groups
 from .trainer import stages_from_config, vision_blocks_pattern
 
-# %% ../nbs/04a_scenarios.ipynb #cb49d074
+# %% ../nbs/04a_scenarios.ipynb #d96d8174
 def _did_you_mean(key, valid):
     m = difflib.get_close_matches(str(key), list(valid), n=1)
     return f" (did you mean {m[0]!r}?)" if m else ""
@@ -108,7 +108,7 @@ SCENARIOS = {
                           model={"activation_checkpointing": True})},
 }
 
-# %% ../nbs/04a_scenarios.ipynb #23000374
+# %% ../nbs/04a_scenarios.ipynb #28e1c5df
 def scenario_config(name:str, # one of SCENARIOS
                     model:dict|None=None, # merged over the scenario's `model` section, e.g. {"qwen": "Qwen/Qwen2.5-VL-7B-Instruct"}
                     data:dict|None=None, # replaces the scenario's `data` section (placeholder paths)
@@ -125,7 +125,7 @@ def scenario_config(name:str, # one of SCENARIOS
     except (ValueError, TypeError) as e: raise ValueError(f"scenario {name!r}: {e}") from None
     return cfg
 
-# %% ../nbs/04a_scenarios.ipynb #a856f183
+# %% ../nbs/04a_scenarios.ipynb #8bc24b44
 QWEN2_5_VL_SIZES = {   # the published config.json values of the -Instruct checkpoints that shape parameters
     "3b": {"source": "Qwen/Qwen2.5-VL-3B-Instruct",
            "text_config": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
@@ -180,7 +180,7 @@ def parameter_counts(model:nn.Module, # a fused model (meta or real) with its fr
     out["total"] = {k: sum(v[k] for v in out.values()) for k in ("total", "trainable")}
     return out
 
-# %% ../nbs/04a_scenarios.ipynb #2aad7c20
+# %% ../nbs/04a_scenarios.ipynb #9de18fa7
 MEMORY_REGIMES = {   # bytes per parameter: weights (all), gradients and Adam moments (trainable)
     "mixed_bf16":       {"weights": 4, "grads": 4, "adam": 8, "label": "mixed bf16 (fp32 weights)"},
     "bf16_fp32_adam":   {"weights": 2, "grads": 2, "adam": 8, "label": "bf16 + fp32 Adam"},
@@ -197,7 +197,7 @@ def memory_bytes(total:int, # all parameters (frozen ones still hold weights)
     out = {"weights": r["weights"] * total, "grads": r["grads"] * trainable, "adam": r["adam"] * trainable}
     return {**out, "total": sum(out.values())}
 
-# %% ../nbs/04a_scenarios.ipynb #bb8bed78
+# %% ../nbs/04a_scenarios.ipynb #80bc34dc
 _UPSTREAM = {"qwen_vision": (), "qwen_merger": ("qwen_vision",), "dinov2": (),
              "fusion": ("qwen_vision", "qwen_merger", "dinov2", "projections"),
              "llm": ("qwen_vision", "qwen_merger", "dinov2", "projections", "fusion")}
@@ -274,7 +274,7 @@ def training_flops(model:nn.Module, # a fused model (meta or real) with its free
     total = sum(tot.values())
     return {**tot, "total": total, "per_token": total / tok["sequence"], "tokens": tok, "by_component": by}
 
-# %% ../nbs/04a_scenarios.ipynb #d3fb6eb9
+# %% ../nbs/04a_scenarios.ipynb #6687a208
 @lru_cache(maxsize=16)
 def _cached_meta_model(qwen, dinov2, fusion_strategy, common_dim, gate_hidden_dim):
     return meta_model(qwen, dinov2, fusion_strategy=fusion_strategy, common_dim=common_dim, gate_hidden_dim=gate_hidden_dim)
@@ -303,7 +303,7 @@ def estimate(scenario:str, # one of SCENARIOS
     peak = max(stages, key=lambda st: st["memory"]["mixed_bf16"]["total"])
     return {"scenario": scenario, "qwen": qwen, "dinov2": dinov2, **peak, "stages": stages}
 
-# %% ../nbs/04a_scenarios.ipynb #9ce1830a
+# %% ../nbs/04a_scenarios.ipynb #079766e5
 def _fmt_count(n:int)->str:
     for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div: return f"{n / div:.3g}{unit}" if n < 100 * div else f"{n / div:.0f}{unit}"
@@ -336,7 +336,7 @@ def estimate_table(pairs=(("3b", "base"), ("3b", "large"), ("7b", "base"), ("7b"
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-# %% ../nbs/04a_scenarios.ipynb #7ddbf139
+# %% ../nbs/04a_scenarios.ipynb #d1eed527
 def scenario_guide(pairs=(("tiny", "tiny"), ("3b", "base"), ("3b", "large"), ("7b", "base"), ("7b", "large")), # size pairs to tabulate
                    config_dir:str="configs", # where `dvn_scenarios --create_configs` wrote the configs (for the commands shown)
                   )->str: # markdown
@@ -351,7 +351,7 @@ def scenario_guide(pairs=(("tiny", "tiny"), ("3b", "base"), ("3b", "large"), ("7
             estimate_table(pairs), ""]
     return "\n".join(out)
 
-# %% ../nbs/04a_scenarios.ipynb #fc4f70cf
+# %% ../nbs/04a_scenarios.ipynb #81d9ee52
 @call_parse
 def dvn_scenarios(create_configs:str=None, # write config_<name>.json for every scenario into this folder
                   guide:store_true=False, # print the scenarios, when to use each, and their estimate tables
@@ -371,7 +371,7 @@ def dvn_scenarios(create_configs:str=None, # write config_<name>.json for every 
             print(f"wrote {path}")
     if guide: print(scenario_guide(config_dir=create_configs or "configs"))
 
-# %% ../nbs/04a_scenarios.ipynb #726b2118
+# %% ../nbs/04a_scenarios.ipynb #4701740e
 def _launch_dests()->set:
     from accelerate.commands.launch import launch_command_parser
     return {a.dest for a in launch_command_parser()._actions}

@@ -18,7 +18,7 @@ def test_demo_command_writes_the_run(tmp_path):
 
 
 def test_short_demo_beats_the_blind_baseline(tmp_path):
-    "The embedded default, cut to 400 steps (about a quarter of it): held-out accuracy well above a model that ignores the image."
+    "The embedded default, cut to 400 steps (a fifth of it): held-out accuracy well above a model that ignores the image."
     s = run_demo(output_dir=str(tmp_path / "demo"), n_val=200, seed=0, max_steps=400)
     assert s["steps"] == 400
     assert s["held_out_accuracy"] >= s["blind_baseline"] + 0.15, s

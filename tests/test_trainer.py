@@ -13,9 +13,11 @@ def _curve(run_dir):
 
 
 def test_kill_and_resume_is_exact(tmp_path):
+    "Killed with SIGKILL at step 10 and resumed from step 8, with the sample cache on: curve equal to an uncached, uninterrupted run."
     full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16))
     _dvn_train("--config", str(full))
     killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["killer:KillAtStep"])
+    killed_cfg["data"]["cache_samples"] = True     # and the sample cache (empty again after the kill) changes nothing
     killed = _write(tmp_path, "killed.json", killed_cfg)
     env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
     r = _dvn_train("--config", str(killed), env=env, check=False)
