@@ -7,7 +7,7 @@ __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'COMPONENT_PATTERNS', 'check_en
            'GatedFusion', 'ConcatFusion', 'merged_positions', 'DualVisionConfig', 'DualVisionImageFeatures',
            'DualVisionCausalLMOutput', 'DualVisionModel', 'DualVisionForConditionalGeneration', 'component_of']
 
-# %% ../nbs/01_fusion.ipynb #9780c836
+# %% ../nbs/01_fusion.ipynb #51221d91
 import re, warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVis
     batch_vision_attention, check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl,
     resolve_attn_implementation)
 
-# %% ../nbs/01_fusion.ipynb #e1bab2ac
+# %% ../nbs/01_fusion.ipynb #0c40692b
 ENCODER_MODES = ("fused", "qwen", "dinov2")
 
 def check_encoder_mode(mode:str|None)->str:
@@ -46,7 +46,7 @@ class FusionOutput:
     proj_qwen: Tensor|None = None      # (N, C) projected, aligned Qwen tokens
     proj_dinov2: Tensor|None = None    # (N, C) projected, aligned DINOv2 tokens
 
-# %% ../nbs/01_fusion.ipynb #f6161593
+# %% ../nbs/01_fusion.ipynb #c75a16de
 def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
                    token_image_ids:Tensor, # (N,) index of the image each token belongs to
                    n_images:int)->Tensor: # (n_images, C) mean over each image's tokens
@@ -55,7 +55,7 @@ def pool_per_image(tok:Tensor, # (N, C) tokens of all images, image after image
     counts = torch.bincount(token_image_ids, minlength=n_images).clamp_min(1).to(tok.dtype)
     return sums / counts[:, None]
 
-# %% ../nbs/01_fusion.ipynb #ef4cfa26
+# %% ../nbs/01_fusion.ipynb #48979cd6
 class _StreamProjections(nn.Module):
     "LayerNorm + linear projection of each stream to `common_dim`, and the optional grid-position tables (LM width)."
     def __init__(self, qwen_dim:int, dinov2_dim:int, common_dim:int, position_grid:int=0, lm_dim:int|None=None,
@@ -83,7 +83,7 @@ def _zero_linear(dim_in, dim_out):
     nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
-# %% ../nbs/01_fusion.ipynb #6089a759
+# %% ../nbs/01_fusion.ipynb #84222791
 class GatedFusion(_StreamProjections):
     "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
@@ -120,7 +120,7 @@ def _onehot(n, k, like):
     w = torch.zeros(n, 2, device=like.device); w[:, k] = 1.
     return w
 
-# %% ../nbs/01_fusion.ipynb #337f2f2b
+# %% ../nbs/01_fusion.ipynb #f10fd45c
 class ConcatFusion(_StreamProjections):
     "Channel concatenation of the projected streams + MLP (Prismatic / Eagle style), residual on Qwen's tokens."
     def __init__(self, qwen_dim:int, dinov2_dim:int, lm_dim:int, common_dim:int, gate_hidden_dim:int|None=None,
@@ -149,7 +149,7 @@ class ConcatFusion(_StreamProjections):
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
 
-# %% ../nbs/01_fusion.ipynb #818300cf
+# %% ../nbs/01_fusion.ipynb #87cb180b
 def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w) of each image
                      token_image_ids:Tensor, # (N,) the image of each merged token
                      merge:int=2, # the vision tower's spatial merge size
@@ -161,7 +161,7 @@ def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w)
     wt = w[token_image_ids]
     return (local // wt) % h[token_image_ids], local % wt
 
-# %% ../nbs/01_fusion.ipynb #bb891fc8
+# %% ../nbs/01_fusion.ipynb #233efbf8
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
     "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
@@ -197,7 +197,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
                   dinov2_config=dinov2_config.to_dict(), **fusion_kwargs)
         return cfg.validate_fusion()
 
-# %% ../nbs/01_fusion.ipynb #c1baa23e
+# %% ../nbs/01_fusion.ipynb #454e92d5
 @dataclass
 class DualVisionImageFeatures(BaseModelOutputWithPooling):
     "Image features as Qwen's forward expects them (`pooler_output`: per-image tuple), plus what the fusion observed."
@@ -220,7 +220,7 @@ class DualVisionCausalLMOutput(CausalLMOutputWithPast):
 
 _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen", "proj_dinov2", "token_image_ids")
 
-# %% ../nbs/01_fusion.ipynb #8d1aa3fa
+# %% ../nbs/01_fusion.ipynb #c0a5a121
 class DualVisionModel(Qwen2_5_VLModel):
     "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
     config: DualVisionConfig
@@ -267,7 +267,7 @@ class DualVisionModel(Qwen2_5_VLModel):
                                        token_image_ids=token_image_ids,
                                        **{k: getattr(fo, k) for k in _FEATURE_FIELDS if k != "token_image_ids"})
 
-# %% ../nbs/01_fusion.ipynb #95b7ae84
+# %% ../nbs/01_fusion.ipynb #2434ba97
 class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     "Qwen2.5-VL whose image tokens come from the fusion of its own vision tower and DINOv2."
     config: DualVisionConfig
@@ -316,7 +316,7 @@ class DualVisionForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                              f"(image_grid_thw={image_grid_thw.tolist()}); build inputs with the processor, which "
                              f"expands each image's <|image_pad|> into grid_h*grid_w/4 tokens, and pass every image")
 
-# %% ../nbs/01_fusion.ipynb #adb2b1dd
+# %% ../nbs/01_fusion.ipynb #371818f4
 COMPONENT_PATTERNS = {
     "qwen_vision": r"^model\.visual\.(?!merger\.)",
     "qwen_merger": r"^model\.visual\.merger\.",
@@ -341,7 +341,7 @@ def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[st
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 
-# %% ../nbs/01_fusion.ipynb #b2428fc8
+# %% ../nbs/01_fusion.ipynb #deff29cc
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
                    dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config
