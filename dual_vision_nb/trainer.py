@@ -14,7 +14,7 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline',
            'question_kind', 'fusion_summary', 'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #97554b02
+# %% ../nbs/04_trainer.ipynb #0bd0676c
 import contextlib, csv, difflib, inspect, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #2a56ffbc
+# %% ../nbs/04_trainer.ipynb #bee50107
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #eb8bbe54
+# %% ../nbs/04_trainer.ipynb #29ef4aee
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
     patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
@@ -86,7 +86,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #9723c0d3
+# %% ../nbs/04_trainer.ipynb #89f5fb94
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -102,7 +102,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #a01c9dd0
+# %% ../nbs/04_trainer.ipynb #eeeff823
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"],
@@ -138,7 +138,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #8555440e
+# %% ../nbs/04_trainer.ipynb #dd8800f3
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -158,7 +158,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #1cc07282
+# %% ../nbs/04_trainer.ipynb #5c8d01b0
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -315,7 +315,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #e2cb1e3b
+# %% ../nbs/04_trainer.ipynb #1a52c660
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -335,7 +335,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #3f442234
+# %% ../nbs/04_trainer.ipynb #72349dae
 def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
     "AdamW, fused (one kernel for all parameters) where every parameter is a floating-point CPU/CUDA tensor, else foreach."
     params = [p for g in groups for p in g["params"]]
@@ -345,7 +345,7 @@ def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
         except (RuntimeError, TypeError): pass          # a build without the fused kernel for this device/dtype
     return torch.optim.AdamW(groups, **kwargs)
 
-# %% ../nbs/04_trainer.ipynb #e8c565ac
+# %% ../nbs/04_trainer.ipynb #7df4fc27
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -522,7 +522,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #06ae398e
+# %% ../nbs/04_trainer.ipynb #a5203b8a
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -534,7 +534,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #9c66bc2e
+# %% ../nbs/04_trainer.ipynb #bd43fd00
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -574,7 +574,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #88e262e8
+# %% ../nbs/04_trainer.ipynb #723f6383
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -672,7 +672,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #947bfce5
+# %% ../nbs/04_trainer.ipynb #9ad1cb80
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -754,7 +754,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #5135944d
+# %% ../nbs/04_trainer.ipynb #8b41d106
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -812,7 +812,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #80703a80
+# %% ../nbs/04_trainer.ipynb #6da5b074
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -872,7 +872,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #10a689eb
+# %% ../nbs/04_trainer.ipynb #5ba981f3
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -900,7 +900,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #fb199d0e
+# %% ../nbs/04_trainer.ipynb #563b1cec
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -972,7 +972,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid):
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #efde82eb
+# %% ../nbs/04_trainer.ipynb #e4cce02a
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -1019,7 +1019,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #45cd8c19
+# %% ../nbs/04_trainer.ipynb #47e4db39
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -1047,7 +1047,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #2dbc3c7a
+# %% ../nbs/04_trainer.ipynb #6ae55073
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1084,16 +1084,16 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #6fd6b21b
+# %% ../nbs/04_trainer.ipynb #8f40c05e
 DEMO_DATA = {"canvas": (84, 84), "questions": "conversation"}   # make_shapes_dataset settings of the demo
 
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset(..., **DEMO_DATA)`
                 **training)->dict:
     "The embedded default: a tiny dual-vision model on the shapes demo set (a conversation per image), sized for 2 CPU cores."
-    hidden = 128; fan_in_std = hidden ** -0.5      # the LM's init scale (see above)
+    hidden = 128
     return {"model": {"tiny": {"hidden_size": hidden, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
                                "num_key_value_heads": 2, "vision_hidden_size": 64, "vision_depth": 2, "vision_num_heads": 2,
-                               "vision_intermediate_size": 128, "initializer_range": fan_in_std, "rope_theta": 1e6,
+                               "vision_intermediate_size": 128, "initializer_range": hidden ** -0.5, "rope_theta": 1e6,
                                "dinov2": {"hidden_size": 32, "num_hidden_layers": 2}},
                       "common_dim": 64, "max_pixels": 84 * 84, "fusion_position_grid": 16, "fusion_position_init_std": 1.0},
             "training": {"output_dir": str(run_dir), "num_epochs": 8, "batch_size": 16, "learning_rate": 2e-3,
