@@ -14,7 +14,7 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline',
            'question_kind', 'fusion_summary', 'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #0bd0676c
+# %% ../nbs/04_trainer.ipynb #5a36a28d
 import contextlib, csv, difflib, inspect, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #bee50107
+# %% ../nbs/04_trainer.ipynb #2be98c9b
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #29ef4aee
+# %% ../nbs/04_trainer.ipynb #8b478339
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
     patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
@@ -86,7 +86,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #89f5fb94
+# %% ../nbs/04_trainer.ipynb #2a6b5310
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -102,7 +102,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #eeeff823
+# %% ../nbs/04_trainer.ipynb #07584a64
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"],
@@ -138,7 +138,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #dd8800f3
+# %% ../nbs/04_trainer.ipynb #3d5ca3b6
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -158,7 +158,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #5c8d01b0
+# %% ../nbs/04_trainer.ipynb #e5d1dbe4
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -232,6 +232,7 @@ class TrainingConfig:
     num_workers: int = 0
     packing: bool = False
     max_tokens_per_batch: int | None = None
+    group_by_length: bool = False      # batches of similar-length samples (`LengthGroupedSampler`): less padding
     resume: str | None = None
     callbacks: list = field(default_factory=list)   # "module:Class" import paths, constructed with no argument
     detection_freeze_epochs: int = 0   # the detection head (groups detection, adapter) stays frozen this many epochs
@@ -315,7 +316,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #1a52c660
+# %% ../nbs/04_trainer.ipynb #514c7560
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -335,7 +336,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #72349dae
+# %% ../nbs/04_trainer.ipynb #f52a93cd
 def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
     "AdamW, fused (one kernel for all parameters) where every parameter is a floating-point CPU/CUDA tensor, else foreach."
     params = [p for g in groups for p in g["params"]]
@@ -345,7 +346,7 @@ def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
         except (RuntimeError, TypeError): pass          # a build without the fused kernel for this device/dtype
     return torch.optim.AdamW(groups, **kwargs)
 
-# %% ../nbs/04_trainer.ipynb #7df4fc27
+# %% ../nbs/04_trainer.ipynb #98a02696
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -468,6 +469,9 @@ class Learner:
         names = MODEL_INPUTS + tuple(getattr(self.unwrapped, "extra_input_names", ()))
         inputs = {k: batch[k] for k in names if batch.get(k) is not None}
         extra = {"batch": batch} if "batch" in inspect.signature(self.loss_func).parameters else {}
+        if getattr(self.loss_func, "reads_supervised_logits", False):     # project only the positions the loss reads
+            from dual_vision_nb.losses import supervised_positions
+            inputs["logits_to_keep"] = supervised_positions(batch["labels"])
         with self.accelerator.autocast():
             # no KV cache in training: with a cache transformers never builds the packed (block-diagonal) mask
             out = self.model(**inputs, use_cache=False)
@@ -522,7 +526,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #a5203b8a
+# %% ../nbs/04_trainer.ipynb #8b206265
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -534,7 +538,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #bd43fd00
+# %% ../nbs/04_trainer.ipynb #3e06c69b
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -574,7 +578,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #723f6383
+# %% ../nbs/04_trainer.ipynb #8e1c1742
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -672,7 +676,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #9ad1cb80
+# %% ../nbs/04_trainer.ipynb #0830a0ce
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -754,7 +758,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #8b41d106
+# %% ../nbs/04_trainer.ipynb #8c4e265e
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -812,7 +816,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #6da5b074
+# %% ../nbs/04_trainer.ipynb #a693eb57
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -872,7 +876,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #5ba981f3
+# %% ../nbs/04_trainer.ipynb #4701c01a
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -900,7 +904,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #563b1cec
+# %% ../nbs/04_trainer.ipynb #0bb21ac6
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -955,24 +959,32 @@ def build_datasets(cfg:DVNConfig, processor):
     valid = DualVisionDataset(d.val_data_path, processor, image_root=d.image_root, default_type=d.type, **kw) if d.val_data_path else None
     return train, valid
 
-def build_dataloaders(cfg:DVNConfig, processor, train, valid):
+def build_dataloaders(cfg:DVNConfig, processor, train, valid, num_processes:int=1):
     "Padded (or packed) loaders whose order depends only on (seed, epoch): a resumed epoch replays it, any process count agrees."
     from torch.utils.data import DataLoader
-    from dual_vision_nb.data import PaddedCollator, PackedCollator, ResumableSampler, TokenBudgetBatchSampler
+    from dual_vision_nb.data import PaddedCollator, PackedCollator, ResumableSampler, TokenBudgetBatchSampler, LengthGroupedSampler
     t = cfg.training
+    if t.packing and t.group_by_length:
+        raise ValueError("training: packing and group_by_length exclude each other (a pack has no padding to save); set one")
+    if (t.packing or t.group_by_length) and not hasattr(train, "lengths"):
+        raise ValueError(f"training.{'packing' if t.packing else 'group_by_length'} needs the samples' token counts, which "
+                         f"{type(train).__name__} does not give (`lengths`); use a DualVisionDataset or turn it off")
     if t.packing:
         budget = t.max_tokens_per_batch or (t.batch_size * (cfg.data.max_length or 1024))
         bs = TokenBudgetBatchSampler(train.lengths, budget, shuffle=True, seed=t.seed)
         train_dl = DataLoader(train, batch_sampler=bs, collate_fn=PackedCollator(processor, budget), num_workers=t.num_workers)
     else:
         # the order is a function of (seed, epoch) alone, so 1 process and N processes see the same global batches
-        train_dl = DataLoader(train, batch_size=t.batch_size, sampler=ResumableSampler(len(train), True, t.seed),
-                              collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
+        # grouped by the global batch (one per process, consecutive): N processes see the batches of one process
+        sampler = (LengthGroupedSampler(train.lengths, t.batch_size * num_processes, t.seed) if t.group_by_length
+                   else ResumableSampler(len(train), True, t.seed))
+        train_dl = DataLoader(train, batch_size=t.batch_size, sampler=sampler, collate_fn=PaddedCollator(processor),
+                              num_workers=t.num_workers)
     valid_dl = None if valid is None else DataLoader(valid, batch_size=t.eval_batch_size or t.batch_size,
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #e4cce02a
+# %% ../nbs/04_trainer.ipynb #97b2d0aa
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -991,7 +1003,7 @@ def build_run(cfg:DVNConfig)->Learner:
     if acc.is_main_process:
         for name, ds in (("train", train), ("valid", valid)):
             if ds is not None and getattr(ds, "report", None) is not None and ds.report.skipped: print(f"{name}: {ds.summary()}")
-    train_dl, valid_dl = build_dataloaders(cfg, processor, train, valid)
+    train_dl, valid_dl = build_dataloaders(cfg, processor, train, valid, acc.num_processes)
     loss = DualVisionLoss.from_config(cfg.loss) if cfg.loss else DualVisionLoss()
     cbs = [GradNormCB(), NaNGuardCB(t.nan_max_consecutive, t.nan_lr_factor), EvalCB(t.eval_every_steps),
            LoggerCB(run_dir, cfg.logging.csv, cfg.logging.tensorboard),
@@ -1019,7 +1031,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #47e4db39
+# %% ../nbs/04_trainer.ipynb #fddc9e55
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -1047,7 +1059,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #6ae55073
+# %% ../nbs/04_trainer.ipynb #d6930677
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1084,7 +1096,7 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #8f40c05e
+# %% ../nbs/04_trainer.ipynb #2b50f8f5
 DEMO_DATA = {"canvas": (84, 84), "questions": "conversation"}   # make_shapes_dataset settings of the demo
 
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset(..., **DEMO_DATA)`

@@ -12,11 +12,13 @@ def _curve(run_dir):
     return {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "train/loss"}
 
 
-def test_kill_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_kill_and_resume_is_exact(tmp_path, group_by_length):
     "Killed with SIGKILL at step 10 and resumed from step 8, with the sample cache on: curve equal to an uncached, uninterrupted run."
-    full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16))
+    full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16, group_by_length=group_by_length))
     _dvn_train("--config", str(full))
-    killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["killer:KillAtStep"])
+    killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["killer:KillAtStep"],
+                         group_by_length=group_by_length)
     killed_cfg["data"]["cache_samples"] = True     # and the sample cache (empty again after the kill) changes nothing
     killed = _write(tmp_path, "killed.json", killed_cfg)
     env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
@@ -31,10 +33,13 @@ def test_kill_and_resume_is_exact(tmp_path):
     for s in a: assert abs(a[s] - b[s]) <= 1e-6, (s, a[s], b[s])
 
 
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_two_processes_match_one(tmp_path, group_by_length):
+    "2 DDP processes x batch 2 train with the losses of 1 process x batch 4, with random or length-grouped batches."
     if shutil.which("accelerate") is None: pytest.fail("accelerate CLI not on PATH")
-    one = _write(tmp_path, "one.json", _config(tmp_path, tmp_path / "one", batch_size=4, max_steps=6, max_grad_norm=None))
-    two = _write(tmp_path, "two.json", _config(tmp_path, tmp_path / "two", batch_size=2, max_steps=6, max_grad_norm=None))
+    kw = dict(max_steps=6, max_grad_norm=None, group_by_length=group_by_length)
+    one = _write(tmp_path, "one.json", _config(tmp_path, tmp_path / "one", batch_size=4, **kw))
+    two = _write(tmp_path, "two.json", _config(tmp_path, tmp_path / "two", batch_size=2, **kw))
     _dvn_train("--config", str(one))
     # `accelerate launch --cpu` starts ONE process; several CPU processes (gloo) are MULTI_GPU with ACCELERATE_USE_CPU
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
