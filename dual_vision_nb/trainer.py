@@ -14,7 +14,7 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline',
            'question_kind', 'fusion_summary', 'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #439f1993
+# %% ../nbs/04_trainer.ipynb #4a0cf6a4
 import contextlib, csv, difflib, inspect, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #830ec355
+# %% ../nbs/04_trainer.ipynb #e56ff0ef
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #51a8a2ed
+# %% ../nbs/04_trainer.ipynb #96ecf948
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
     patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
@@ -86,7 +86,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #60ca8b3a
+# %% ../nbs/04_trainer.ipynb #aa3004ef
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -102,7 +102,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #42c21093
+# %% ../nbs/04_trainer.ipynb #6e02e720
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"],
@@ -138,7 +138,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #92073abd
+# %% ../nbs/04_trainer.ipynb #ff376082
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -158,7 +158,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #df024413
+# %% ../nbs/04_trainer.ipynb #99ea4755
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -317,7 +317,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #0dcb5b25
+# %% ../nbs/04_trainer.ipynb #cb2246e8
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -337,7 +337,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #c88f52e2
+# %% ../nbs/04_trainer.ipynb #d67f8d9e
 def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
     "AdamW, fused (one kernel for all parameters) where every parameter is a floating-point CPU/CUDA tensor, else foreach."
     params = [p for g in groups for p in g["params"]]
@@ -347,7 +347,7 @@ def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
         except (RuntimeError, TypeError): pass          # a build without the fused kernel for this device/dtype
     return torch.optim.AdamW(groups, **kwargs)
 
-# %% ../nbs/04_trainer.ipynb #b645016d
+# %% ../nbs/04_trainer.ipynb #f87b55e3
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -527,7 +527,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #4315d15e
+# %% ../nbs/04_trainer.ipynb #a80f6779
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -539,7 +539,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #0cc237f8
+# %% ../nbs/04_trainer.ipynb #5dc20607
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -579,7 +579,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #46ea919c
+# %% ../nbs/04_trainer.ipynb #2a9c9bb9
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -677,7 +677,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #521c4e69
+# %% ../nbs/04_trainer.ipynb #f03cbd8c
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -759,7 +759,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #11ae42ef
+# %% ../nbs/04_trainer.ipynb #2cc54e21
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -817,7 +817,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #a9b51b33
+# %% ../nbs/04_trainer.ipynb #9e3b5be0
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -877,7 +877,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #db573d21
+# %% ../nbs/04_trainer.ipynb #32be5a4c
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -905,7 +905,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #d28db5d9
+# %% ../nbs/04_trainer.ipynb #87d2bc37
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -985,7 +985,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid, num_processes:int=
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #079f5b23
+# %% ../nbs/04_trainer.ipynb #3d0671cc
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -1032,7 +1032,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #c6022de8
+# %% ../nbs/04_trainer.ipynb #8cb596bd
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -1060,7 +1060,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #f9b9fff3
+# %% ../nbs/04_trainer.ipynb #201e0ff9
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1097,7 +1097,7 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #3cd896e4
+# %% ../nbs/04_trainer.ipynb #3bd19a4c
 DEMO_DATA = {"canvas": (84, 84), "questions": "conversation"}   # make_shapes_dataset settings of the demo
 
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset(..., **DEMO_DATA)`
@@ -1172,13 +1172,13 @@ def run_demo(output_dir:str|Path="runs/demo", # where the data and the run go
     acc, rows = answer_accuracy(learn.unwrapped, learn.processor, records)
     blind = blind_baseline(load_records(data["train"])[0], records)
     summary = {"held_out_accuracy": acc, "blind_baseline": blind, "n_val": len(records), "train_seconds": round(train_s, 1),
-               "steps": learn.step, "valid_loss": learn.metrics.get("valid_loss"), "by_question": fusion_summary(rows)}
+               "steps": learn.step, "valid_loss": learn.metrics.get("valid_loss"), "by_question": fusion_summary(rows, question_kind)}
     _write_json_atomic(out / "run" / "demo_summary.json", summary)
     with (out / "run" / "val_answers.jsonl").open("w") as f: f.writelines(json.dumps(r) + "\n" for r in rows)
     print(f"\nheld-out accuracy {acc:.1%} on {len(records)} questions after {learn.step} steps ({train_s:.0f} s); "
           f"a model that ignores the image scores {blind:.1%}")
     for k, d in summary["by_question"].items():
-        print(f"  {k:<6} n={d['n']:<4} accuracy {d['accuracy']:.1%}  w_qwen {d['w_qwen']:.3f}  w_dinov2 {d['w_dinov2']:.3f}")
+        print(f"  {k:<8} n={d['n']:<4} accuracy {d['accuracy']:.1%}  w_qwen {d['w_qwen']:.3f}  w_dinov2 {d['w_dinov2']:.3f}")
     for r in rows[:5]: print(f"  Q: {r['question']}  A: {r['answer']!r}  (ref {r['reference']!r})")
     run = out / "run"
     print(f"\nsaved: {run}/model (save_pretrained + processor), {run}/checkpoints, {run}/metrics.csv, {run}/demo_summary.json")
