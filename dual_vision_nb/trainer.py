@@ -9,12 +9,12 @@ __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'DEFAULT_GROUP_PATTERNS', 'SCHEDULE
            'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'DVNConfig', 'CancelStepException',
            'CancelFitException', 'Callback', 'Learner', 'make_accelerator', 'NaNGuardCB', 'GradNormCB', 'EvalCB',
            'EarlyStoppingCB', 'PlateauCB', 'FreezeGroupsCB', 'DetectionFreezeCB', 'StatusTableCB', 'LoggerCB',
-           'ProgressCB', 'save_checkpoint', 'load_checkpoint', 'CheckpointCB', 'resolve_resume', 'three_stage_schedule',
-           'stages_from_config', 'build_processor_for', 'build_model', 'build_datasets', 'build_dataloaders',
-           'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config', 'blind_baseline',
-           'question_kind', 'fusion_summary', 'run_demo', 'dvn_demo']
+           'ProgressCB', 'check_model_config', 'save_checkpoint', 'load_checkpoint', 'CheckpointCB', 'resolve_resume',
+           'three_stage_schedule', 'stages_from_config', 'build_processor_for', 'build_model', 'build_datasets',
+           'build_dataloaders', 'build_run', 'train', 'dvn_train', 'normalise_answer', 'answer_accuracy', 'demo_config',
+           'blind_baseline', 'question_kind', 'fusion_summary', 'run_demo', 'dvn_demo']
 
-# %% ../nbs/04_trainer.ipynb #4a0cf6a4
+# %% ../nbs/04_trainer.ipynb #357a7d1c
 import contextlib, csv, difflib, inspect, json, math, os, random, re, shutil, time, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -27,7 +27,7 @@ from safetensors.torch import save_model, load_model
 from transformers import get_scheduler
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
 
-# %% ../nbs/04_trainer.ipynb #e56ff0ef
+# %% ../nbs/04_trainer.ipynb #5134d60c
 FREEZE_FLAGS = {"freeze_qwen_vision": ("qwen_vision", "qwen_merger"), "freeze_dinov2": ("dinov2",),
                 "freeze_llm": ("llm",), "freeze_fusion_layers": ("fusion",), "freeze_projections": ("projections",)}
 
@@ -59,7 +59,7 @@ def freeze_settings(training_mode:str|None=None, # one of TRAINING_MODES; None k
         if v is not None: out[k] = bool(v)
     return out
 
-# %% ../nbs/04_trainer.ipynb #96ecf948
+# %% ../nbs/04_trainer.ipynb #8e618c82
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
     patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
@@ -86,7 +86,7 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
         for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
     return model
 
-# %% ../nbs/04_trainer.ipynb #aa3004ef
+# %% ../nbs/04_trainer.ipynb #53f004eb
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
@@ -102,7 +102,7 @@ def parameter_status_table(model:nn.Module)->str:
     rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
-# %% ../nbs/04_trainer.ipynb #6e02e720
+# %% ../nbs/04_trainer.ipynb #d94147e0
 DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger": COMPONENT_PATTERNS["qwen_merger"],
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"],
@@ -138,7 +138,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     if not buckets: raise ValueError("no trainable parameter: every component is frozen or has learning rate 0")
     return list(buckets.values())
 
-# %% ../nbs/04_trainer.ipynb #ff376082
+# %% ../nbs/04_trainer.ipynb #b3ba4441
 SCHEDULERS = ("constant", "linear", "cosine", "plateau")
 
 class LRLambda:
@@ -158,7 +158,7 @@ def build_scheduler(optimizer, kind="cosine", warmup_steps=0, total_steps=1)->to
     "A `LambdaLR` whose factor is an `LRLambda` (same for every group)."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, LRLambda(kind, warmup_steps, total_steps))
 
-# %% ../nbs/04_trainer.ipynb #99ea4755
+# %% ../nbs/04_trainer.ipynb #a0e11f25
 def _from_dict(cls, d:dict|None, where:str):
     d = dict(d or {})
     names = {f.name for f in fields(cls)}
@@ -317,7 +317,7 @@ class DVNConfig:
 
     def to_dict(self)->dict: return asdict(self)
 
-# %% ../nbs/04_trainer.ipynb #cb2246e8
+# %% ../nbs/04_trainer.ipynb #1f733ce1
 class CancelStepException(Exception): "Skip the optimizer step (gradients are dropped)."
 class CancelFitException(Exception): "Stop training now (after `after_fit` callbacks)."
 
@@ -337,7 +337,7 @@ def _batch_to(batch:dict, device)->dict:
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")
 
-# %% ../nbs/04_trainer.ipynb #d67f8d9e
+# %% ../nbs/04_trainer.ipynb #e48b6065
 def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
     "AdamW, fused (one kernel for all parameters) where every parameter is a floating-point CPU/CUDA tensor, else foreach."
     params = [p for g in groups for p in g["params"]]
@@ -347,7 +347,7 @@ def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
         except (RuntimeError, TypeError): pass          # a build without the fused kernel for this device/dtype
     return torch.optim.AdamW(groups, **kwargs)
 
-# %% ../nbs/04_trainer.ipynb #f87b55e3
+# %% ../nbs/04_trainer.ipynb #8ce7ecf5
 class Learner:
     "Train a `DualVisionForConditionalGeneration` in stages, with callbacks, on accelerate."
     def __init__(self, model:nn.Module, # the fused model (unprepared)
@@ -527,7 +527,7 @@ class Learner:
         self.model.train()
         return self.metrics
 
-# %% ../nbs/04_trainer.ipynb #a80f6779
+# %% ../nbs/04_trainer.ipynb #a38bb3ee
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
@@ -539,7 +539,7 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
-# %% ../nbs/04_trainer.ipynb #5dc20607
+# %% ../nbs/04_trainer.ipynb #90e1cb8d
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -579,7 +579,7 @@ class NaNGuardCB(Callback):
     def state_dict(self): return {"consecutive": self.consecutive, "events": self.events}
     def load_state_dict(self, s): self.consecutive, self.events = s["consecutive"], s["events"]
 
-# %% ../nbs/04_trainer.ipynb #2a9c9bb9
+# %% ../nbs/04_trainer.ipynb #9f676ae9
 class GradNormCB(Callback):
     "Per-group gradient norms (before clipping) and weight norms, every `log_every_steps`."
     order = 5
@@ -677,7 +677,7 @@ class StatusTableCB(Callback):
             print(f"\nstage {self.learn.stage_idx + 1}/{len(self.learn.stages)}: {s.name}" + (f" — {s.description}" if s.description else ""))
             print(parameter_status_table(self.learn.unwrapped))
 
-# %% ../nbs/04_trainer.ipynb #f03cbd8c
+# %% ../nbs/04_trainer.ipynb #b14a13a7
 class LoggerCB(Callback):
     "Loss components, LR per group, gradient/weight norms and validation metrics to metrics.csv (long format) and trackers."
     order = 50
@@ -759,7 +759,7 @@ class ProgressCB(Callback):
             self.bar.set_postfix(loss=f"{float(self.learn.loss_parts['loss']):.4f}")
     def after_epoch(self): self.bar.close()
 
-# %% ../nbs/04_trainer.ipynb #2cc54e21
+# %% ../nbs/04_trainer.ipynb #cf9609f9
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
           *np.random.get_state()[2:]], "torch": torch.get_rng_state().tolist()}
@@ -777,6 +777,29 @@ def _write_json_atomic(path:Path, obj):
     with tmp.open("w") as f: json.dump(obj, f, indent=1); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
 
+# config fields that do not change what the model computes from the weights (or that a resume may change on purpose)
+_CONFIG_FIELDS_FREE = {"_name_or_path", "transformers_version", "architectures", "attn_implementation", "use_cache",
+                       "output_attentions", "output_hidden_states", "return_dict", "dtype", "torch_dtype"}
+
+def _flat_config(d:dict, prefix:str="")->dict:
+    out = {}
+    for k, v in d.items():
+        if k in _CONFIG_FIELDS_FREE or k.startswith("_attn_implementation"): continue
+        if isinstance(v, dict): out.update(_flat_config(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
+
+def check_model_config(model, saved:dict, where:str):
+    "Refuse a checkpoint whose model config differs from `model`'s in a field that changes the computation (e.g. the rotary base)."
+    now = _flat_config(json.loads(json.dumps(model.config.to_dict(), default=str)))   # JSON types, as saved
+    then = _flat_config(saved)
+    diff = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: checkpoint {then.get(k)!r}, this run {now.get(k)!r}" for k in diff[:6])
+        raise ValueError(f"{where}: the checkpoint's model was built with another config ({len(diff)} fields differ: {shown}"
+                         f"{'; ...' if len(diff) > 6 else ''}). Build the run with the checkpoint's settings (for tiny "
+                         f"models: the `model.tiny` block of the run's config.json) to continue it exactly")
+
 def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     "Write the full training state to `ckpt_dir` atomically (temporary folder, then rename)."
     acc, ckpt_dir = learn.accelerator, Path(ckpt_dir)
@@ -787,6 +810,7 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     _write_json_atomic(tmp / f"rng_{acc.process_index}.json", _rng_state())
     if acc.is_main_process:
         save_model(learn.unwrapped, str(tmp / "model.safetensors"))
+        _write_json_atomic(tmp / "model_config.json", json.loads(json.dumps(learn.unwrapped.config.to_dict(), default=str)))
         torch.save(learn.opt.optimizer.state_dict(), tmp / "optimizer.pt")
         sched = learn.scheduler.state_dict(); sched.pop("lr_lambdas", None)
         state = {"step": learn.step, "stage_idx": learn.stage_idx, "epoch": learn.epoch, "batch_idx": learn.batch_idx,
@@ -810,6 +834,8 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     if st["num_processes"] != learn.accelerator.num_processes:
         raise ValueError(f"{ckpt_dir}: written by {st['num_processes']} processes, resumed with "
                          f"{learn.accelerator.num_processes}; resume with the same number for an exact continuation")
+    if (ckpt_dir / "model_config.json").exists():      # checkpoints from before stop 14 lack it: weights only, as before
+        check_model_config(learn.unwrapped, json.loads((ckpt_dir / "model_config.json").read_text()), str(ckpt_dir))
     load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=str(learn.accelerator.device))
     for k in ("step", "stage_idx", "epoch", "batch_idx", "stage_start_step", "freeze", "metrics"): setattr(learn, k, st[k])
     for cb in learn.cbs:
@@ -817,7 +843,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     learn.resume_state = {"dir": ckpt_dir, **st}
     return learn
 
-# %% ../nbs/04_trainer.ipynb #9e3b5be0
+# %% ../nbs/04_trainer.ipynb #6a4708c6
 class CheckpointCB(Callback):
     "Checkpoints every N steps or each epoch: latest + best + the last `keep_last`; the final and best model as `save_pretrained` folders."
     order = 70
@@ -877,7 +903,7 @@ def resolve_resume(spec:str, run_dir:str|Path)->Path:
     if not ptr.exists(): raise FileNotFoundError(f"--resume latest: no {ptr}; has this run saved a checkpoint yet?")
     return ptr.parent / json.loads(ptr.read_text())["checkpoint"]
 
-# %% ../nbs/04_trainer.ipynb #32be5a4c
+# %% ../nbs/04_trainer.ipynb #c1c7087e
 def three_stage_schedule(epochs=(1, 1, 1), # epochs of each stage
                          unfreeze_last_n_vision_blocks:int=2, # vision blocks trainable in stage 2
                          vision_lr_multiplier:float=0.01, # their LR multiplier in stage 2
@@ -905,7 +931,7 @@ def stages_from_config(cfg:DVNConfig)->list[StageConfig]:
     if not cur.stages: raise ValueError("curriculum_training.enabled is true but no stages (or preset) are given")
     return list(cur.stages)
 
-# %% ../nbs/04_trainer.ipynb #87d2bc37
+# %% ../nbs/04_trainer.ipynb #b5ab4655
 def _records_texts(path):
     try: recs = json.loads(Path(path).read_text())
     except json.JSONDecodeError: recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -985,7 +1011,7 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid, num_processes:int=
                                                      collate_fn=PaddedCollator(processor), num_workers=t.num_workers)
     return train_dl, valid_dl
 
-# %% ../nbs/04_trainer.ipynb #3d0671cc
+# %% ../nbs/04_trainer.ipynb #be2bdd80
 def _import_callback(path:str)->Callback:
     import importlib
     mod, _, name = path.partition(":")
@@ -1032,7 +1058,7 @@ def train(config:str|Path|dict|DVNConfig, # a JSON path, a dict, or a DVNConfig
     if resume: load_checkpoint(learn, resolve_resume(resume, cfg.training.output_dir))
     return learn.fit()
 
-# %% ../nbs/04_trainer.ipynb #8cb596bd
+# %% ../nbs/04_trainer.ipynb #c9d30fdb
 from fastcore.script import call_parse, store_true, Param
 
 @call_parse
@@ -1060,7 +1086,7 @@ def dvn_train(config:str=None, # the JSON config file
     if learn.accelerator.is_main_process:
         print(f"done: {learn.step} steps; metrics {learn.metrics}; model in {Path(cfg.training.output_dir) / 'model'}")
 
-# %% ../nbs/04_trainer.ipynb #201e0ff9
+# %% ../nbs/04_trainer.ipynb #57b7000e
 def normalise_answer(s:str)->str:
     "Lower-case, drop punctuation and surrounding space: the exact-match key for short answers."
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", s.lower())).strip()
@@ -1097,7 +1123,7 @@ def answer_accuracy(model, processor, records:list[dict], # normalised records w
                          "w_dinov2": float(weights[j, 1]) if weights is not None else None})
     return sum(r["correct"] for r in rows) / max(1, len(rows)), rows
 
-# %% ../nbs/04_trainer.ipynb #3bd19a4c
+# %% ../nbs/04_trainer.ipynb #95578471
 DEMO_DATA = {"canvas": (84, 84), "questions": "conversation"}   # make_shapes_dataset settings of the demo
 
 def demo_config(run_dir:str|Path, data:dict, # paths from `make_shapes_dataset(..., **DEMO_DATA)`
