@@ -26,6 +26,9 @@ def test_kill_and_resume_is_exact(tmp_path, group_by_length):
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])                 # really killed, mid-run
     latest = json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())
     assert latest["step"] == 8                                                    # last checkpoint before the kill
+    ckpt = tmp_path / "killed" / "checkpoints" / latest["checkpoint"]
+    saved = json.loads((ckpt / "run_config.json").read_text())                    # the run's config travels with it
+    assert saved["training"]["group_by_length"] is group_by_length and (ckpt / "model_config.json").exists()
     assert max(_curve(tmp_path / "killed")) == 10                                 # it had logged past it
     _dvn_train("--config", str(killed), "--resume", "latest", env={"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "-1"})
     a, b = _curve(tmp_path / "full"), _curve(tmp_path / "killed")
