@@ -94,8 +94,7 @@ def main():
         h = hidden.clone().requires_grad_()
         F.cross_entropy(head(h[keep]).float(), targets[keep]).backward()
     r = B.interleaved({"all": all_positions, "supervised": supervised_only}, repeats=2 if a.quick else 3)
-    full_b = batches[False][0]
-    n_all, n_sup = full_b["labels"].numel(), int(supervised_positions(full_b["labels"]).sum())
+    n_all, n_sup = b["labels"].numel(), int(supervised_positions(b["labels"]).sum())   # the whole first batch
     res["qwen_vocab"] = {"vocab": QWEN_VOCAB, "rows_timed": a.real_vocab_rows, "positions_timed": labels.numel(),
                          "supervised_timed": int(keep.sum()),
                          "lm_head_ce_fwd_bwd_ms": {k: B.best_ms(v) for k, v in r.items()},
