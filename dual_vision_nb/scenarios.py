@@ -8,7 +8,7 @@ __all__ = ['SCENARIOS', 'QWEN2_5_VL_SIZES', 'DINOV2_SIZES', 'MEMORY_REGIMES', 's
            'scenario_guide', 'dvn_scenarios', 'check_accelerate_config']
 
 # %% ../nbs/04a_scenarios.ipynb #b70ba285
-import copy, difflib, json, os, textwrap, warnings
+import copy, json, os, textwrap, warnings
 from functools import lru_cache
 from pathlib import Path
 from unittest import mock
@@ -19,14 +19,10 @@ from transformers import Dinov2Config, PreTrainedConfig, Qwen2_5_VLConfig
 from transformers.modeling_layers import GradientCheckpointingLayer
 from .encoders import tiny_dinov2_config, tiny_qwen2_5_vl_config
 from .fusion import COMPONENT_PATTERNS, DualVisionConfig, DualVisionForConditionalGeneration, component_of
-from .trainer import DVNConfig, apply_freeze, component_params, param_groups
-from .trainer import stages_from_config, vision_blocks_pattern
+from .config import DVNConfig, did_you_mean, stages_from_config
+from .trainer import apply_freeze, component_params, param_groups, vision_blocks_pattern
 
 # %% ../nbs/04a_scenarios.ipynb #d96d8174
-def _did_you_mean(key, valid):
-    m = difflib.get_close_matches(str(key), list(valid), n=1)
-    return f" (did you mean {m[0]!r}?)" if m else ""
-
 _TOWERS_LOW_LR = {"vision": 0.1, "merger": 0.1, "dinov2": 0.1}
 
 def _recipe(name, freeze_config, training, loss=None, model=None, data=None, curriculum=None)->dict:
@@ -116,7 +112,7 @@ def scenario_config(name:str, # one of SCENARIOS
                    )->dict: # a config dict that `DVNConfig.from_dict` accepts
     "A copy of a scenario's config with your model, data and training settings, validated."
     if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}{_did_you_mean(name, SCENARIOS)}; scenarios: {', '.join(SCENARIOS)}")
+        raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, SCENARIOS)}; scenarios: {', '.join(SCENARIOS)}")
     cfg = copy.deepcopy(SCENARIOS[name]["config"])
     cfg["model"].update(model or {})
     if data is not None: cfg["data"] = dict(data)
@@ -153,9 +149,9 @@ def encoder_configs(qwen:str="3b", # "tiny", "3b" or "7b"
     "Offline Qwen2.5-VL and DINOv2 configurations of a named size, as published (or the tiny test configs)."
     qwen, dinov2 = str(qwen).lower(), str(dinov2).lower()
     if qwen not in ("tiny", *QWEN2_5_VL_SIZES):
-        raise ValueError(f"qwen={qwen!r}{_did_you_mean(qwen, ['tiny', *QWEN2_5_VL_SIZES])}; use tiny, {', '.join(QWEN2_5_VL_SIZES)}")
+        raise ValueError(f"qwen={qwen!r}{did_you_mean(qwen, ['tiny', *QWEN2_5_VL_SIZES])}; use tiny, {', '.join(QWEN2_5_VL_SIZES)}")
     if dinov2 not in ("tiny", *DINOV2_SIZES):
-        raise ValueError(f"dinov2={dinov2!r}{_did_you_mean(dinov2, ['tiny', *DINOV2_SIZES])}; use tiny, {', '.join(DINOV2_SIZES)}")
+        raise ValueError(f"dinov2={dinov2!r}{did_you_mean(dinov2, ['tiny', *DINOV2_SIZES])}; use tiny, {', '.join(DINOV2_SIZES)}")
     if qwen == "tiny": q = tiny_qwen2_5_vl_config()
     else:
         s = QWEN2_5_VL_SIZES[qwen]
@@ -192,7 +188,7 @@ def memory_bytes(total:int, # all parameters (frozen ones still hold weights)
                  regime:str="mixed_bf16", # a key of MEMORY_REGIMES
                 )->dict[str, int]: # weights, grads, adam and total, in bytes
     "Bytes for weights, gradients and AdamW state in a precision regime; activations excluded."
-    if regime not in MEMORY_REGIMES: raise ValueError(f"regime={regime!r}{_did_you_mean(regime, MEMORY_REGIMES)}; use one of {', '.join(MEMORY_REGIMES)}")
+    if regime not in MEMORY_REGIMES: raise ValueError(f"regime={regime!r}{did_you_mean(regime, MEMORY_REGIMES)}; use one of {', '.join(MEMORY_REGIMES)}")
     r = MEMORY_REGIMES[regime]
     out = {"weights": r["weights"] * total, "grads": r["grads"] * trainable, "adam": r["adam"] * trainable}
     return {**out, "total": sum(out.values())}
@@ -395,7 +391,7 @@ def check_accelerate_config(path:str|Path, # an accelerate config file (YAML or 
         for key in getattr(cfg, section, None) or {}:
             if _sub_key(section, key) not in dests:
                 raise ValueError(f"{path}: {section}.{key} is not an `accelerate launch` option"
-                                 f"{_did_you_mean(_sub_key(section, key), dests)}")
+                                 f"{did_you_mean(_sub_key(section, key), dests)}")
     args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
     with warnings.catch_warnings():              # port-in-use and defaulted-value notices are for real launches
         warnings.simplefilter("ignore")
