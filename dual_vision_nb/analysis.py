@@ -13,18 +13,17 @@ from torch import Tensor
 from PIL import Image
 import matplotlib.pyplot as plt
 from fastcore.basics import patch
-from fastcore.script import call_parse
-from .fusion import DualVisionForConditionalGeneration, check_encoder_mode
+from .fusion import MODEL_INPUTS, DualVisionForConditionalGeneration, check_encoder_mode
 from .data import PaddedCollator, encode_messages, load_records, record_to_messages
-from .trainer import MODEL_INPUTS, component_params, normalise_answer, parameter_status_table
-from .inference import (_cli_errors, _generation_kwargs, _processor_for, _quiet_transformers, load_for_inference,
+from .trainer import component_params, normalise_answer, parameter_status_table
+from .inference import (_generation_kwargs, _processor_for, quiet_transformers, load_for_inference,
                                       prepare_messages, prompt_inputs)
 
 # %% auto #0
 __all__ = ['QUESTION_TYPES', 'SIZE_EDGES', 'METRIC_COLUMNS', 'question_type', 'image_size_bucket', 'plot_fusion_analysis',
            'analyze_model_outputs', 'read_metrics', 'plot_training_curves', 'parameter_table', 'eager_attention',
            'plot_attention_maps', 'classification_metrics', 'bleu_scores', 'rouge_scores', 'perplexity',
-           'evaluate_records', 'dvn_eval']
+           'evaluate_records', 'evaluate_file']
 
 # %% ../nbs/06_analysis.ipynb #e2f63173
 @patch
@@ -420,33 +419,30 @@ def evaluate_records(model:DualVisionForConditionalGeneration, # the fused model
     return metrics, rows
 
 # %% ../nbs/06_analysis.ipynb #da33e3b2
-@call_parse
-def dvn_eval(checkpoint:str=None, # a save_pretrained folder (RUN/model), a trainer checkpoint (RUN/checkpoints/step-N) or a run folder
-             data:str=None, # a JSON/JSONL file of VQA and/or captioning records
-             output:str=None, # write the metrics JSON here (default: print it)
-             predictions:str=None, # also write one JSON line per record (question, reference, answer)
-             batch_size:int=8, # conversations per generate() call
-             max_new_tokens:int=48, # answer length limit
-             encoder_mode:str="fused", # fused, qwen or dinov2
-             image_root:str=None, # folder relative image paths start from (default: the data file's folder)
-             on_bad_record:str="skip", # skip (reported) or error
-             device:str=None, # cuda, cpu... (default: cuda when available)
-             dtype:str=None, # float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on CPU)
-            ):
-    "Evaluate a trained dual-vision model on a records file: VQA accuracy and macro P/R/F1, captioning BLEU/ROUGE, perplexity."
-    with _cli_errors("dvn_eval"):
-        if not checkpoint or not data: raise ValueError("--checkpoint DIR and --data FILE are required")
-        check_encoder_mode(encoder_mode)
-        records, report = load_records(data, image_root=image_root, on_bad_record=on_bad_record)
-        if len(report): print(report.summary(), file=sys.stderr)
-        if not records: raise ValueError(f"{data}: no usable record ({len(report)} skipped)")
-        _quiet_transformers()
-        model = load_for_inference(checkpoint, device=device, dtype=dtype)
-        metrics, rows = evaluate_records(model, records, batch_size=batch_size, max_new_tokens=max_new_tokens, encoder_mode=encoder_mode)
-        metrics = {"checkpoint": str(checkpoint), "data": str(data), "n_skipped": len(report), **metrics}
-        text = json.dumps(metrics, indent=1)
-        if output: Path(output).write_text(text + "\n"); print(f"dvn_eval: metrics written to {output}", file=sys.stderr)
-        else: print(text)
-        if predictions:
-            with open(predictions, "w", encoding="utf-8") as f:
-                for r, row in zip(records, rows): f.write(json.dumps({"source_index": r.get("_index"), **row}) + "\n")
+def evaluate_file(checkpoint:str|Path, # a save_pretrained folder, a trainer checkpoint or a run folder
+                  data:str|Path, # a JSON/JSONL file of VQA and/or captioning records
+                  output:str|None=None, # write the metrics JSON here (default: print it)
+                  predictions:str|None=None, # also write one JSON line per record (question, reference, answer)
+                  batch_size:int=8, max_new_tokens:int=48, encoder_mode:str="fused",
+                  image_root:str|None=None, # folder relative image paths start from (default: the data file's folder)
+                  on_bad_record:str="skip", # "skip" (reported) or "error"
+                  device:str|None=None, dtype:str|None=None,
+                  allow_images_outside_root:bool=False, # accept image paths that leave image_root
+                 )->dict: # the metrics, with what was evaluated
+    "What `dvn_eval` does: load the records (bad ones reported), load the model, evaluate, write the metrics and predictions."
+    check_encoder_mode(encoder_mode)
+    records, report = load_records(data, image_root=image_root, on_bad_record=on_bad_record,
+                                   allow_images_outside_root=allow_images_outside_root)
+    if len(report): print(report.summary(), file=sys.stderr)
+    if not records: raise ValueError(f"{data}: no usable record ({len(report)} skipped)")
+    quiet_transformers()
+    model = load_for_inference(checkpoint, device=device, dtype=dtype)
+    metrics, rows = evaluate_records(model, records, batch_size=batch_size, max_new_tokens=max_new_tokens, encoder_mode=encoder_mode)
+    metrics = {"checkpoint": str(checkpoint), "data": str(data), "n_skipped": len(report), **metrics}
+    text = json.dumps(metrics, indent=1)
+    if output: Path(output).write_text(text + "\n"); print(f"dvn_eval: metrics written to {output}", file=sys.stderr)
+    else: print(text)
+    if predictions:
+        with open(predictions, "w", encoding="utf-8") as f:
+            for r, row in zip(records, rows): f.write(json.dumps({"source_index": r.get("_index"), **row}) + "\n")
+    return metrics

@@ -4,21 +4,23 @@
 
 # %% ../nbs/03_data.ipynb #41c93982
 from __future__ import annotations
-import io, json, math, struct, warnings, zlib
+import io, json, math, os, struct, warnings, zlib
 from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 from PIL import Image, ImageDraw
+from .config import DEFAULT_MAX_IMAGE_PIXELS
 from .encoders import CELL_PX, QWEN_SPECIAL_TOKENS, to_rgb
 
 # %% auto #0
-__all__ = ['SHAPE_COLORS', 'SHAPES', 'TASK_TYPES', 'IMAGE_PLACEHOLDER', 'DEFAULT_MAX_IMAGE_PIXELS', 'make_shapes_dataset',
-           'RecordError', 'SkipReport', 'normalize_record', 'image_size', 'load_image', 'png_with_declared_size',
-           'load_records', 'record_to_messages', 'assistant_labels', 'encode_messages', 'DualVisionDataset',
-           'PaddedCollator', 'mrope_position_ids', 'PackedCollator', 'span_masks', 'ResumableSampler',
-           'TokenBudgetBatchSampler', 'LengthGroupedSampler', 'MultiDataset', 'create_dataset']
+__all__ = ['SHAPE_COLORS', 'SHAPES', 'TASK_TYPES', 'IMAGE_PLACEHOLDER', 'MAX_ASPECT_RATIO', 'VALIDATE_LEVELS',
+           'make_shapes_dataset', 'RecordError', 'SkipReport', 'normalize_record', 'check_image_size', 'image_size',
+           'load_image', 'png_with_declared_size', 'resolve_image_path', 'load_records', 'record_to_messages',
+           'assistant_labels', 'encode_messages', 'DualVisionDataset', 'PaddedCollator', 'mrope_position_ids',
+           'PackedCollator', 'span_masks', 'ResumableSampler', 'TokenBudgetBatchSampler', 'LengthGroupedSampler',
+           'MultiDataset', 'create_dataset']
 
 # %% ../nbs/03_data.ipynb #7e80c3c9
 SHAPE_COLORS = {"red": (220, 30, 30), "green": (30, 150, 50), "blue": (30, 80, 220), "yellow": (235, 195, 0),
@@ -141,13 +143,15 @@ class RecordError(ValueError):
                            self.index if self.index is not None else index, self.line if self.line is not None else line)
 
 class SkipReport:
-    "Which records were skipped and why: `skipped` is a list of (record index, reason)."
-    def __init__(self, source:str="records", n_total:int=0): self.source, self.n_total, self.skipped = str(source), n_total, []
+    "What reading a source kept and left out: the counts, text-only records, and each skipped record with its reason."
+    def __init__(self, source:str="records", n_total:int=0):
+        self.source, self.n_total, self.n_text_only, self.skipped = str(source), n_total, 0, []
     def add(self, index:int, reason:str): self.skipped.append((index, reason))
     def __len__(self): return len(self.skipped)
     def summary(self)->str:
-        "One line with the count, then one line per skipped record."
+        "One line with the counts, then one line per skipped record."
         head = f"{self.source}: {len(self)} of {self.n_total} records skipped"
+        if self.n_text_only: head += f"; {self.n_text_only} text-only records kept (no image)"
         return "\n".join([head] + [f"  record {i}: {reason}" for i, reason in self.skipped])
     __repr__ = summary
 
@@ -174,11 +178,19 @@ def normalize_record(raw:dict, # a record in the seed or LLaVA format (or alread
                      index:int|None=None, # its position in the source, for errors
                      source:str|None=None, # the file it came from, for errors
                      default_type:str="vqa", # type for records without a `type` tag
+                     allow_text_only:bool=True, # False: a record without an image is a `RecordError`
                     )->dict: # {"images", "conversations", "type", ...extra fields}, images marked by `<image>`
     "Check one record's schema and bring it to our form: roles user/assistant/system, `<image>` marking image positions."
     try:
         if not isinstance(raw, dict): raise RecordError(f"expected a JSON object, got {type(raw).__name__}")
         images = _record_images(raw)
+        if not images and not allow_text_only:
+            empty = [k for k in ("image_path", "images", "image") if k in raw]
+            others = [k for k in raw if k not in ("conversations", "type", "id", *empty) and not str(k).startswith("_")]
+            what = f"its {empty[0]!r} is empty" if empty else "no 'image_path', 'images' or 'image' key" + (
+                f"; its other keys: {', '.join(map(repr, others))}" if others else "")
+            raise RecordError(f"has no image ({what})", fix="add the image, or allow text-only records (data.allow_text_only: true) "
+                              "to train it as a conversation without an image")
         turns = raw.get("conversations")
         if not isinstance(turns, list) or not turns:
             raise RecordError("has no 'conversations' list", fix='add "conversations": [{"role": "user", "content": ...}, '
@@ -222,15 +234,30 @@ def normalize_record(raw:dict, # a record in the seed or LLaVA format (or alread
     return {"images": images, "conversations": conv, "type": rtype, **extra}
 
 # %% ../nbs/03_data.ipynb #6b643253
-DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
-
 _NOT_FOUND_FIX = "check the path and image_root (relative paths start from image_root, by default the data file's folder)"
+MAX_ASPECT_RATIO = 200   # Qwen2.5-VL's image processor refuses images more elongated than this
+
+def check_image_size(width:int, height:int, # the image's size in pixels
+                     max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # refuse larger images (None: no limit)
+                     name:str="image", # how errors name the image
+                    ):
+    "Refuse sizes the model cannot take: above `max_image_pixels`, smaller than one 28x28 cell, or over 200:1."
+    if max_image_pixels is not None and width * height > max_image_pixels:
+        raise RecordError(f"image '{name}' is {width}x{height} = {width * height / 1e6:.1f} MP, above max_image_pixels="
+                          f"{max_image_pixels:,} (a decompression bomb, or just too large)",
+                          fix="downscale it, or raise max_image_pixels (data.max_image_pixels) if you trust the file")
+    if min(width, height) < CELL_PX:
+        raise RecordError(f"image '{name}' is {width}x{height} px, smaller than one {CELL_PX}x{CELL_PX} cell",
+                          fix=f"use a larger image, or upscale it to at least {CELL_PX} px a side")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise RecordError(f"image '{name}' is {width}x{height} px, more elongated than {MAX_ASPECT_RATIO}:1, which Qwen2.5-VL's "
+                          f"image processor refuses", fix="crop it or pad it closer to a square")
 
 def image_size(path:str|Path, # image file
                max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # refuse larger declared sizes (None: no limit)
                name:str|None=None, # how errors name the image (default: its path)
               )->tuple[int, int]: # (width, height) from the header
-    "Width and height from the file header, refusing missing files, non-images and decompression bombs."
+    "Width and height from the file header, refusing missing files, non-images, decompression bombs and unusable sizes."
     path, name = Path(path), name or str(path)
     if not path.is_file(): raise RecordError(f"image '{name}' not found", fix=_NOT_FOUND_FIX)
     try:
@@ -242,9 +269,7 @@ def image_size(path:str|Path, # image file
                           fix="remove the file, or raise PIL.Image.MAX_IMAGE_PIXELS and max_image_pixels if you trust it") from None
     except Exception as e:
         raise RecordError(f"image '{name}' cannot be read ({type(e).__name__}: {e})", fix="re-encode or remove the file") from None
-    if max_image_pixels is not None and w * h > max_image_pixels:
-        raise RecordError(f"image '{name}' is {w}x{h} = {w * h / 1e6:.1f} MP, above max_image_pixels={max_image_pixels:,} "
-                          f"(a decompression bomb, or just too large)", fix="downscale it, or raise max_image_pixels if you trust the file")
+    check_image_size(w, h, max_image_pixels, name)
     return w, h
 
 def load_image(path:str|Path, # image file
@@ -258,12 +283,8 @@ def load_image(path:str|Path, # image file
             with Image.open(path) as im: im.verify()          # checksums, chunk structure
             with Image.open(path) as im:
                 im.load()                                      # every pixel decoded now, not later inside the processor
-                if min(im.size) < CELL_PX:
-                    raise RecordError(f"image '{path}' is {im.size[0]}x{im.size[1]} px, smaller than one {CELL_PX}x{CELL_PX} "
-                                      f"cell", fix=f"use a larger image, or upscale it to at least {CELL_PX} px a side")
                 image = to_rgb(im, name=str(path))
                 if image is im: image = im.copy()
-    except RecordError: raise
     except Exception as e:
         raise RecordError(f"image '{path}' cannot be decoded ({type(e).__name__}: {e})", fix="re-encode or remove the file") from None
     return image
@@ -279,17 +300,36 @@ def png_with_declared_size(width:int, height:int)->bytes:
 def _check_policy(on_bad_record):
     if on_bad_record not in ("error", "skip"): raise ValueError(f"on_bad_record={on_bad_record!r}: use 'error' or 'skip'")
 
-def _resolve_image_path(path:str, image_root:str|Path|None)->Path:
-    "An image path as written in a record, resolved against `image_root` (absolute paths stay)."
-    return Path(path) if Path(path).is_absolute() or image_root is None else Path(image_root) / path
+_OUTSIDE_FIX = ("keep the images under image_root (relative paths without '..'), set image_root to a folder that holds every "
+                "image, or allow paths outside it (data.allow_images_outside_root: true)")
+
+def resolve_image_path(path:str, # an image path as a record writes it
+                       image_root:str|Path|None, # the folder relative paths start from (None: paths are used as given)
+                       anywhere:bool=False, # accept absolute paths and '..' that leave image_root
+                      )->Path:
+    "An image path resolved against `image_root`; a path that leaves it is a `RecordError` unless `anywhere`."
+    p = Path(path)
+    if image_root is None: return p
+    full = p if p.is_absolute() else Path(image_root) / p
+    if not anywhere:
+        root, norm = os.path.normpath(os.path.abspath(image_root)), os.path.normpath(os.path.abspath(full))
+        if os.path.commonpath([root, norm]) != root:
+            where = "is" if p.is_absolute() else f"resolves to '{norm}',"
+            raise RecordError(f"image '{path}' {where} outside image_root '{image_root}'", fix=_OUTSIDE_FIX)
+    return full
+
+def _resolve_image_path(path, image_root): return resolve_image_path(path, image_root, anywhere=True)
+
+def _record_image_paths(record:dict)->list[Path]:
+    "A normalised record's images resolved with the root and the policy its loader gave it."
+    return [resolve_image_path(p, record.get("_image_root"), record.get("_images_anywhere", True)) for p in record["images"]]
 
 def _check_record_images(record:dict, # a normalised record
                         max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # see `image_size`
                        )->dict:
-    "Cheap up-front check of a record's images: each exists, is an image and is not too large (header only)."
+    "Cheap up-front check of a record's images: each inside image_root, exists, is an image of a usable size (header only)."
     root = record.get("_image_root")
-    for p in record["images"]:
-        path = _resolve_image_path(p, root)
+    for p, path in zip(record["images"], _record_image_paths(record)):
         if not path.is_file():
             raise RecordError(f"image '{p}' not found" + (f" under image_root '{root}'" if root and path != Path(p) else ""),
                               fix=_NOT_FOUND_FIX)
@@ -315,27 +355,35 @@ def _parse_records(path:Path):
                                          fix="JSONL holds one complete record per line: fix or remove this line")
         i += 1
 
+def _relative_to_cwd(path:Path)->str:
+    return "" if path.is_absolute() else f" (relative to the current folder {os.getcwd()})"
+
 def load_records(path:str|Path, # a JSON list or a JSONL file of records
                  image_root:str|Path|None=None, # folder relative image paths start from (default: the file's folder)
                  on_bad_record:str="error", # "error": raise on the first bad record; "skip": leave it out and count it
                  default_type:str="vqa", # type for records without a `type` tag
-                 check_images:bool=True, # check up front that every image exists and has a sane header
+                 check_images:bool=True, # check up front that every image exists and has a usable header
                  max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # see `image_size`
+                 allow_text_only:bool=False, # records without an image are kept (and counted) instead of bad
+                 allow_images_outside_root:bool=False, # accept image paths that leave image_root (absolute, '..')
                 )->tuple[list[dict], SkipReport]: # normalised records, and the report of skipped ones
     "Read, normalise and check a JSON/JSONL file of records; bad ones raise or are skipped and reported."
     _check_policy(on_bad_record)
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"data file '{path}' not found")
+    if not path.is_file(): raise FileNotFoundError(f"data file '{path}' not found{_relative_to_cwd(path)}")
     root = str(image_root) if image_root is not None else str(path.parent)
     records, report = [], SkipReport(path)
     for index, line, raw in _parse_records(path):
         report.n_total += 1
         try:
             if isinstance(raw, RecordError): raise raw
-            record = normalize_record(raw, default_type=default_type)
-            record.update(_source=str(path), _index=index, _image_root=root, **({"_line": line} if line else {}))
+            record = normalize_record(raw, default_type=default_type, allow_text_only=allow_text_only)
+            record.update(_source=str(path), _index=index, _image_root=root, _images_anywhere=allow_images_outside_root,
+                          **({"_line": line} if line else {}))
             if check_images: _check_record_images(record, max_image_pixels)
+            else: _record_image_paths(record)                  # the containment check costs no file access
             records.append(record)
+            report.n_text_only += not record["images"]
         except RecordError as e:
             if on_bad_record == "error": raise e.at(str(path), index, line) from None
             report.add(index, e.reason if line is None else f"line {line}: {e.reason}")
@@ -348,8 +396,9 @@ def record_to_messages(record:dict, # a normalised record (see `normalize_record
                       )->list[dict]: # Qwen chat messages, images as paths
     "A record as Qwen2.5-VL chat messages: images where their `<image>` placeholders are, text around them."
     record = normalize_record(record, record.get("_index"), record.get("_source"))
-    root = image_root if image_root is not None else record.get("_image_root")
-    images = iter(str(_resolve_image_path(p, root)) for p in record["images"])
+    paths = (_record_image_paths(record) if image_root is None else
+             [resolve_image_path(p, image_root, record.get("_images_anywhere", True)) for p in record["images"]])
+    images = iter(str(p) for p in paths)
     conv = record["conversations"]
     system = system_prompt or TASK_TYPES[record.get("type", "vqa")]["system_prompt"]
     messages = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system and conv[0]["role"] != "system" else []
@@ -396,6 +445,7 @@ def _message_images(messages, max_image_pixels):
             for c in content:
                 if c.get("type") == "image" or "image" in c:
                     if isinstance(c["image"], (str, Path)): c["image"] = load_image(c["image"], max_image_pixels)
+                    else: check_image_size(*c["image"].size, max_image_pixels, name=f"image {len(images)} of the conversation")
                     images.append(c["image"])
         out.append({**m, "content": content})
     return out, images
@@ -413,7 +463,9 @@ def _drop_last_exchange(messages):
 
 def _render(messages, processor, images, add_generation_prompt):
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    enc = processor(text=[text], images=images or None, return_tensors="pt")
+    try: enc = processor(text=[text], images=images or None, return_tensors="pt")
+    except (ValueError, TypeError) as e:       # the image processor's own refusals: a bad sample, not a crash
+        raise RecordError(f"the processor refused the sample ({type(e).__name__}: {e})", fix="check the images and the text") from None
     out = {k: enc[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw") if k in enc}
     if "mm_token_type_ids" not in out:
         out["mm_token_type_ids"] = (out["input_ids"] == processor.image_token_id).long()
@@ -451,6 +503,12 @@ def encode_messages(messages:list[dict], # Qwen chat messages; images as paths o
     return {**enc, "labels": labels[None], "span_ids": span_ids[None]}
 
 # %% ../nbs/03_data.ipynb #3e49b289
+VALIDATE_LEVELS = ("none", "header", "full")
+
+def _skip_entry(rec:dict, i:int, reason:str)->dict:
+    "What a skipped record is: its file, index (and line, id) and the reason."
+    return {"source": rec.get("_source"), "index": rec.get("_index", i), "line": rec.get("_line"), "id": rec.get("id"), "reason": reason}
+
 class DualVisionDataset(Dataset):
     "Records → Qwen2.5-VL training samples (labels, span ids, images loaded lazily and safely), with an explicit bad-record policy."
     def __init__(self, records:str|Path|list[dict], # a JSON/JSONL file, or a list of records (any supported format)
@@ -460,35 +518,58 @@ class DualVisionDataset(Dataset):
                  image_root:str|Path|None=None, # folder for relative image paths (default: the file's folder)
                  default_type:str="vqa", # type for records without a `type` tag ("vqa", "captioning", "medical")
                  system_prompt:str|None=None, # overrides the type's default system prompt
-                 check_images:bool=True, # validate images' existence and headers up front
+                 validate:str="header", # before use: "none", "header" (images exist, sizes usable) or "full" (every sample encoded)
                  max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # decompression-bomb limit
                  cache_samples:bool=False, # keep each encoded sample in memory: epochs after the first skip decoding
+                 allow_text_only:bool=False, # records without an image train as text-only conversations
+                 allow_images_outside_root:bool=False, # accept image paths that leave image_root
                 ):
         _check_policy(on_bad_record)
+        if validate not in VALIDATE_LEVELS: raise ValueError(f"validate={validate!r}: use one of {', '.join(VALIDATE_LEVELS)}")
         self.processor, self.max_length, self.on_bad_record = processor, max_length, on_bad_record
         self._cache = {} if cache_samples else None
         self.system_prompt, self.max_image_pixels = system_prompt, max_image_pixels
+        check = validate != "none"
         if isinstance(records, (str, Path)):
-            self.records, self.report = load_records(records, image_root, on_bad_record, default_type, check_images,
-                                                     max_image_pixels)
+            self.records, self.report = load_records(records, image_root, on_bad_record, default_type, check, max_image_pixels,
+                                                     allow_text_only, allow_images_outside_root)
         else:
             self.records, self.report = [], SkipReport("records", len(records))
             for i, raw in enumerate(records):
                 meta = raw if isinstance(raw, dict) else {}
                 index = meta.get("_index", i)
                 try:
-                    rec = normalize_record(raw, index, meta.get("_source"), default_type)
+                    rec = normalize_record(raw, index, meta.get("_source"), default_type, allow_text_only)
                     rec["_index"] = index
-                    if image_root is not None: rec["_image_root"] = str(image_root)
-                    if check_images: _check_record_images(rec, max_image_pixels)
+                    if image_root is not None: rec.update(_image_root=str(image_root), _images_anywhere=allow_images_outside_root)
+                    if check: _check_record_images(rec, max_image_pixels)
+                    else: _record_image_paths(rec)
                     self.records.append(rec)
+                    self.report.n_text_only += not rec["images"]
                 except RecordError as e:
                     if on_bad_record == "error": raise e.at(meta.get("_source"), index, meta.get("_line")) from None
                     self.report.add(index, e.reason)
         if not self.records: raise ValueError(f"no usable record:\n{self.report.summary()}")
         self._bad, self.truncated, self._lengths = {}, [], None
+        if validate == "full": self._validate_all()
 
     def __len__(self): return len(self.records)
+
+    def _validate_all(self):
+        "Encode every sample once, before training: bad ones raise (policy 'error') or leave the dataset, reported; exact lengths."
+        good, lengths, cache = [], [], {}
+        for i, rec in enumerate(self.records):
+            try: sample = self.encode(i)
+            except RecordError as e:
+                if self.on_bad_record == "error": raise
+                line = rec.get("_line")
+                self.report.add(rec.get("_index", i), (f"line {line}: " if line else "") + e.reason + " (found by validate='full')")
+                continue
+            if self._cache is not None: cache[len(good)] = self._cache.pop(i)
+            good.append(rec); lengths.append(sample["input_ids"].shape[1])
+        if not good: raise ValueError(f"no usable record:\n{self.report.summary()}")
+        self.records, self._lengths = good, lengths
+        if self._cache is not None: self._cache = cache
 
     def encode(self, i:int)->dict[str, Tensor]:
         "Sample `i` or a `RecordError` naming its file and record: no skipping."
@@ -504,15 +585,21 @@ class DualVisionDataset(Dataset):
         return sample
 
     def __getitem__(self, i:int)->dict[str, Tensor]:
+        "Sample `i`; under the skip policy a record found bad now is replaced by the next good one and named in `skipped_records`."
         if self.on_bad_record == "error": return self.encode(i)
+        found = []
         for j in [(i + k) % len(self) for k in range(len(self))]:
             if j in self._bad: continue
-            try: return self.encode(j)
+            try: sample = self.encode(j)
             except RecordError as e:
+                rec, line = self.records[j], self.records[j].get("_line")
                 self._bad[j] = e.reason
-                line = self.records[j].get("_line")
-                self.report.add(self.records[j].get("_index", j), (f"line {line}: " if line else "") + e.reason +
-                                " (found when decoding; replaced by the next record)")
+                self.report.add(rec.get("_index", j), (f"line {line}: " if line else "") + e.reason + " (found when decoding)")
+                found.append(_skip_entry(rec, j, e.reason))
+                continue
+            if not found: return sample
+            for f in found: f["replaced_by"] = self.records[j].get("_index", j)
+            return {**sample, "skipped_records": found}
         raise RuntimeError(f"every record failed:\n{self.report.summary()}")
 
     @property
@@ -526,8 +613,8 @@ class DualVisionDataset(Dataset):
             messages = record_to_messages(rec, system_prompt=self.system_prompt)
             text = self.processor.apply_chat_template(messages, tokenize=False)
             n = len(self.processor.tokenizer(text, add_special_tokens=False).input_ids)
-            for p in rec["images"]:
-                w, h = image_size(_resolve_image_path(p, rec.get("_image_root")), self.max_image_pixels)
+            for path in _record_image_paths(rec):
+                w, h = image_size(path, self.max_image_pixels)
                 n += ip.get_number_of_image_patches(h, w, {}) // ip.merge_size ** 2 - 1
         except RecordError: n = None
         if n is None or i in self._bad or (self.max_length is not None and n > self.max_length):
@@ -551,10 +638,13 @@ def _pad_token_id(processor_or_pad_id):
     return pad
 
 def _cat_images(samples, out):
+    "Images of all samples concatenated in order, and the records found bad while building them (`skipped_records`)."
     with_images = [s for s in samples if "pixel_values" in s]
     if with_images:
         out["pixel_values"] = torch.cat([s["pixel_values"] for s in with_images])
         out["image_grid_thw"] = torch.cat([s["image_grid_thw"] for s in with_images])
+    skipped = [e for s in samples for e in s.get("skipped_records", ())]
+    if skipped: out["skipped_records"] = skipped
     return out
 
 class PaddedCollator:
@@ -787,6 +877,7 @@ class MultiDataset(Dataset):
         return self._plan[1]
 
     def __len__(self): return self.num_samples
+    def summary(self)->str: return "\n".join(d.summary() for d in self.datasets if hasattr(d, "summary"))
     def source(self, i:int)->tuple[int, int]: return self._current()[i]
     def __getitem__(self, i:int):
         k, j = self._current()[i]

@@ -11,19 +11,18 @@ import torch
 from torch import Tensor
 from PIL import Image
 from fastcore.basics import patch
-from fastcore.script import call_parse, store_true
 from safetensors.torch import load_model
 from transformers import TextIteratorStreamer
 from transformers.generation.streamers import BaseStreamer
 from .encoders import DualVisionProcessor, resolve_attn_implementation, to_rgb
-from .fusion import ENCODER_MODES, DualVisionConfig, DualVisionForConditionalGeneration, check_encoder_mode
-from .data import (DEFAULT_MAX_IMAGE_PIXELS, PaddedCollator, RecordError, encode_messages, load_image,
-                                 normalize_record, record_to_messages)
-from .trainer import MODEL_INPUTS
+from .config import read_run_state
+from .fusion import ENCODER_MODES, MODEL_INPUTS, DualVisionConfig, DualVisionForConditionalGeneration, check_encoder_mode
+from .data import (DEFAULT_MAX_IMAGE_PIXELS, PaddedCollator, RecordError, check_image_size, encode_messages,
+                                 load_image, normalize_record, record_to_messages)
 
 # %% auto #0
 __all__ = ['default_device_dtype', 'inference_attn_implementation', 'load_for_inference', 'resolve_image', 'prepare_messages',
-           'prompt_inputs', 'batch_items', 'dvn_infer']
+           'prompt_inputs', 'batch_items', 'print_comparison', 'answer_batch_file', 'quiet_transformers']
 
 # %% ../nbs/05_inference.ipynb #b398bb99
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -57,11 +56,26 @@ def _is_pretrained(p:Path)->bool:
     return (p / "config.json").is_file() and ((p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file())
 
 def _resolve_run_folder(path:Path)->Path:
-    "A run folder's model: its `model/` if written, else its latest checkpoint."
-    if _is_pretrained(path / "model"): return path / "model"
-    latest = path / "checkpoints" / "latest.json"
-    if latest.is_file(): return path / "checkpoints" / json.loads(latest.read_text())["checkpoint"]
+    "A run folder's model: `model/` when it holds the run's last step (finished or stopped), else its latest checkpoint, said on stderr."
+    state, latest, has_model = read_run_state(path), path / "checkpoints" / "latest.json", _is_pretrained(path / "model")
+    ckpt = path / "checkpoints" / json.loads(latest.read_text())["checkpoint"] if latest.is_file() else None
+    if has_model and (state is None or (state["state"] in ("finished", "stopped") and state.get("model_step") == state["step"])):
+        return path / "model"
+    if ckpt is not None:
+        if state is not None:
+            print(f"{path}: the run is {state['state']} at step {state['step']} ({state.get('reason') or 'in progress, or killed'}); "
+                  f"using its latest checkpoint, {ckpt.name}" + (f" (model/ holds step {state['model_step']})" if has_model and
+                  state.get("model_step") else ""), file=sys.stderr)
+        return ckpt
+    if has_model: return path / "model"
     raise FileNotFoundError(f"{path}: a run folder with neither model/ nor checkpoints/latest.json; has the run saved anything yet?")
+
+def _warn_if_behind(model_dir:Path):
+    "A run's `model/` loaded directly while the run has gone on past it: say which step it holds."
+    state = read_run_state(model_dir.parent) if model_dir.name == "model" else None
+    if state and state.get("model_step") is not None and state["step"] > state["model_step"]:
+        print(f"{model_dir}: holds step {state['model_step']}; the run has gone on to step {state['step']} ({state['state']}): "
+              f"load the run folder {model_dir.parent} for its latest checkpoint", file=sys.stderr)
 
 def _model_config_kind(path:Path)->str:
     cfg = json.loads((path / "config.json").read_text())
@@ -70,6 +84,10 @@ def _model_config_kind(path:Path)->str:
 
 def _rebuild_for_checkpoint(ckpt:Path, dtype:torch.dtype, attn:str):
     "An untrained model of the checkpoint's architecture, and its processor, from what the run saved beside it."
+    if (ckpt / "model_config.json").is_file() and (ckpt / "tokenizer_config.json").is_file():   # a self-contained checkpoint
+        config = DualVisionConfig.from_dict(json.loads((ckpt / "model_config.json").read_text()))
+        model = DualVisionForConditionalGeneration._from_config(config, attn_implementation=attn, dtype=dtype)
+        return model, DualVisionProcessor.from_pretrained(ckpt)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     for saved in ([run_dir / "model", run_dir / "best_model"] if run_dir else []):
         if (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file():
@@ -108,6 +126,7 @@ def load_for_inference(path:str|Path, # a `save_pretrained` folder, a `checkpoin
         except RuntimeError as e:
             raise ValueError(f"{path / 'model.safetensors'} does not fit the architecture saved with the run: {e}") from None
     elif _is_pretrained(path):
+        _warn_if_behind(path)
         kind = _model_config_kind(path)
         if kind != DualVisionConfig.model_type:
             raise ValueError(f"{path}: model_type {kind!r} is not a dual-vision model; fuse a stock Qwen2.5-VL first with "
@@ -130,8 +149,10 @@ def resolve_image(image:str|Path|Image.Image, # a path, a `file://` URI, a `data
                   name:str="image", # how errors name it (e.g. "messages[0].content[1]")
                   max_image_pixels:int|None=DEFAULT_MAX_IMAGE_PIXELS, # refuse larger images (decompression bombs)
                  )->Image.Image:
-    "Load the image a Qwen message points at: a path, a `file://` URI, a base64 `data:` URI, or a PIL image as is."
-    if isinstance(image, Image.Image): return image
+    "Load the image a Qwen message points at: a path, a `file://` URI, a base64 `data:` URI, or a PIL image; the same size limits on every route."
+    if isinstance(image, Image.Image):
+        try: check_image_size(*image.size, max_image_pixels, name); return image
+        except RecordError as e: raise ValueError(f"{name}: {e}") from None
     if not isinstance(image, (str, Path)):
         raise TypeError(f"{name}: an image is a path, a file:// URI or a PIL image, got {type(image).__name__}")
     s = str(image)
@@ -142,7 +163,12 @@ def resolve_image(image:str|Path|Image.Image, # a path, a `file://` URI, a `data
         if not header.startswith("data:image/") or ";base64" not in header:
             raise ValueError(f"{name}: a data URI must look like data:image/png;base64,<payload>")
         try:
-            with Image.open(io.BytesIO(base64.b64decode(payload))) as im: im.load(); return to_rgb(im.copy(), name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)      # our limit, from the header, replaces it
+                with Image.open(io.BytesIO(base64.b64decode(payload))) as im:
+                    check_image_size(*im.size, max_image_pixels, name)
+                    im.load(); return to_rgb(im.copy(), name)
+        except RecordError as e: raise ValueError(f"{name}: {e}") from None
         except Exception as e: raise ValueError(f"{name}: the data URI does not decode to an image ({type(e).__name__}: {e})") from None
     if s.startswith("file://"):
         u = urlparse(s)
@@ -410,18 +436,17 @@ def batch_items(path:str|Path, # a JSONL file, one record a line
                 yield {"line": lineno, "error": getattr(e, "reason", None) or str(e)}
 
 # %% ../nbs/05_inference.ipynb #ee63d433
-@contextlib.contextmanager
-def _cli_errors(prog:str):
-    "Turn the errors users cause (bad paths, bad records, bad values) into a one-line exit message."
-    try: yield
-    except (FileNotFoundError, ValueError, TypeError, RecordError) as e: raise SystemExit(f"{prog}: {e}") from None
-
-def _print_comparison(comparison:dict):
+def print_comparison(comparison:dict):
+    "`compare_encoders`' result as a small table: mode, fusion weights, answer."
     print(f"{'mode':<8}{'w_qwen':>8}{'w_dinov2':>10}  answer")
     for mode, r in comparison.items(): print(f"{mode:<8}{r['qwen_weight']:>8.3f}{r['dinov2_weight']:>10.3f}  {r['answer']!r}")
 
-def _run_batch(model, batch:str, output:str|None, batch_size:int, encoder_mode:str, max_new_tokens:int)->dict:
-    "Answer every good line of a batch file, `batch_size` at a time; the summary of answered and skipped lines."
+def answer_batch_file(model, # a model from `load_for_inference` (its processor attached)
+                      batch:str, # a JSONL file (see `batch_items`)
+                      output:str|None, # where the answers go, one JSON line each (None: stdout)
+                      batch_size:int=8, encoder_mode:str="fused", max_new_tokens:int=64,
+                     )->dict: # the summary: counts, and each skipped line with its problem
+    "Answer every good line of a batch file, `batch_size` at a time; the summary of answered and skipped lines (also on stderr)."
     if not Path(batch).is_file(): raise FileNotFoundError(f"batch file '{batch}' not found")
     sink = open(output, "w", encoding="utf-8") if output else sys.stdout
     skipped, n_answered, pending = [], 0, []
@@ -449,60 +474,7 @@ def _run_batch(model, batch:str, output:str|None, batch_size:int, encoder_mode:s
     for s in skipped: print(f"  line {s['line']}: {s['reason']}", file=sys.stderr)
     return summary
 
-@call_parse
-def dvn_infer(checkpoint:str=None, # a save_pretrained folder (RUN/model), a trainer checkpoint (RUN/checkpoints/step-N) or a run folder
-              image:str=None, # the image: a path or a file:// URI
-              question:str=None, # the question about --image
-              compare_encoders:store_true=False, # answer under fused, qwen-only and dinov2-only, with the fusion weights
-              benchmark:store_true=False, # measure prefill latency, decode tokens/s and peak memory
-              json_out:str=None, # also write the result (answer, comparison, benchmark, or the batch summary) as JSON here
-              batch:str=None, # a JSONL file of {"image", "question"} records (or training-format records)
-              output:str=None, # --batch: write one JSON answer per line here (default: stdout)
-              batch_size:int=8, # --batch: conversations per generate() call
-              encoder_mode:str="fused", # fused, qwen or dinov2
-              max_new_tokens:int=64, # answer length limit
-              stream:store_true=False, # print the answer as it is generated
-              n_runs:int=3, # --benchmark: timed runs after one warm-up
-              device:str=None, # cuda, cpu, cuda:1... (default: cuda when available)
-              dtype:str=None, # float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on CPU)
-             ):
-    "Ask a trained dual-vision model about an image (or a JSONL file of questions); compare encoders; benchmark."
-    with _cli_errors("dvn_infer"):
-        if not checkpoint: raise ValueError("--checkpoint DIR is required (a run's model/ folder, a checkpoint, or the run folder)")
-        if batch and (image or question or compare_encoders or benchmark or stream):
-            raise ValueError("--batch answers a file of questions; it does not combine with --image/--question/"
-                             "--compare_encoders/--benchmark/--stream")
-        if not batch and not question: raise ValueError("give --image PATH --question TEXT, or --batch FILE.jsonl")
-        check_encoder_mode(encoder_mode)
-        _quiet_transformers()
-        model = load_for_inference(checkpoint, device=device, dtype=dtype)
-        if model.processor is None: raise ValueError(f"{checkpoint}: no processor saved with the model")
-        if batch:
-            result = _run_batch(model, batch, output, batch_size, encoder_mode, max_new_tokens)
-            if json_out: Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
-            if result["n_records"] and not result["n_answered"]: raise SystemExit(1)
-            return
-        content = ([{"type": "image", "image": image}] if image else []) + [{"type": "text", "text": question}]
-        messages = [{"role": "user", "content": content}]
-        result = {"checkpoint": str(checkpoint), "image": image, "question": question, "encoder_mode": encoder_mode}
-        gen = dict(max_new_tokens=max_new_tokens, do_sample=False)
-        if stream:
-            pieces = []
-            for piece in model.chat(messages, stream=True, encoder_mode=encoder_mode, **gen):
-                print(piece, end="", flush=True); pieces.append(piece)
-            print(); result["answer"] = "".join(pieces)
-        else:
-            result["answer"] = model.chat(messages, encoder_mode=encoder_mode, **gen)
-            if not (compare_encoders or benchmark): print(result["answer"])
-        if compare_encoders:
-            result["compare_encoders"] = model.compare_encoders(messages, **gen)
-            _print_comparison(result["compare_encoders"])
-        if benchmark:
-            result["benchmark"] = model.benchmark(messages, max_new_tokens=max(2, max_new_tokens), n_runs=n_runs, encoder_mode=encoder_mode)
-            print(json.dumps(result["benchmark"], indent=1))
-        if json_out: Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
-
-def _quiet_transformers():
+def quiet_transformers():
     "No weight-loading progress bars in command-line output."
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()

@@ -7,5 +7,5 @@ __all__ = []
 
 # %% ../nbs/04b_launch.ipynb #e4ab7e7a
 #| eval: false
-from .trainer import dvn_train
+from .cli import dvn_train
 if __name__ == "__main__": dvn_train()

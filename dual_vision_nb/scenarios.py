@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SCENARIOS', 'QWEN2_5_VL_SIZES', 'DINOV2_SIZES', 'MEMORY_REGIMES', 'scenario_config', 'encoder_configs', 'meta_model',
            'parameter_counts', 'memory_bytes', 'image_tokens', 'training_flops', 'estimate', 'estimate_table',
-           'scenario_guide', 'dvn_scenarios', 'check_accelerate_config']
+           'scenario_guide', 'check_accelerate_config']
 
 # %% ../nbs/04a_scenarios.ipynb #b70ba285
 import copy, json, os, textwrap, warnings
@@ -14,7 +14,6 @@ from pathlib import Path
 from unittest import mock
 import torch
 from torch import nn
-from fastcore.script import call_parse, store_true
 from transformers import Dinov2Config, PreTrainedConfig, Qwen2_5_VLConfig
 from transformers.modeling_layers import GradientCheckpointingLayer
 from .encoders import tiny_dinov2_config, tiny_qwen2_5_vl_config
@@ -346,26 +345,6 @@ def scenario_guide(pairs=(("tiny", "tiny"), ("3b", "base"), ("3b", "large"), ("7
             "gradients + AdamW state only (activations excluded); a curriculum shows its peak stage.", "",
             estimate_table(pairs), ""]
     return "\n".join(out)
-
-# %% ../nbs/04a_scenarios.ipynb #81d9ee52
-@call_parse
-def dvn_scenarios(create_configs:str=None, # write config_<name>.json for every scenario into this folder
-                  guide:store_true=False, # print the scenarios, when to use each, and their estimate tables
-                  qwen:str=None, # model.qwen written into the configs: a hub id, a folder, or "tiny"
-                  dinov2:str=None, # model.dinov2 written into the configs
-                 ):
-    "Write the training scenarios' JSON configs and/or print the scenario guide with estimates."
-    if not (create_configs or guide):
-        print("scenarios: " + ", ".join(SCENARIOS) + "\nusage: dvn_scenarios --create_configs DIR | --guide")
-        return
-    if create_configs:
-        dest = Path(create_configs); dest.mkdir(parents=True, exist_ok=True)
-        model = {k: v for k, v in (("qwen", qwen), ("dinov2", dinov2)) if v}
-        for name in SCENARIOS:
-            path = dest / f"config_{name}.json"
-            path.write_text(json.dumps(scenario_config(name, model=model), indent=2) + "\n")
-            print(f"wrote {path}")
-    if guide: print(scenario_guide(config_dir=create_configs or "configs"))
 
 # %% ../nbs/04a_scenarios.ipynb #4701740e
 def _launch_dests()->set:

@@ -74,12 +74,14 @@ def test_checkpoint_folder_evaluates_like_the_model_folder(run):
 def test_dvn_eval_errors_are_one_clear_line(run):
     "--on_bad_record error names the file and the record; missing arguments say what is required; no tracebacks."
     r = _dvn_eval("--checkpoint", run["dir"] / "model", "--data", run["eval"], "--on_bad_record", "error", check=False)
-    assert r.returncode != 0 and "eval.jsonl line 4 (record 3)" in r.stderr and "gone.png" in r.stderr, r.stderr[-500:]
-    assert "Traceback" not in r.stderr
+    assert r.returncode == 2 and "eval.jsonl line 4 (record 3)" in r.stderr and "gone.png" in r.stderr, r.stderr[-500:]
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _dvn_eval("--data", run["eval"], check=False)
-    assert r.returncode != 0 and "--checkpoint DIR and --data FILE are required" in r.stderr
+    assert r.returncode == 2 and r.stderr.strip() == "dvn_eval: --checkpoint: required: --checkpoint DIR and --data FILE"
     r = _dvn_eval("--checkpoint", run["dir"] / "model", "--data", run["tmp"] / "nothing.json", check=False)
-    assert r.returncode != 0 and "nothing.json' not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--data: data file" in r.stderr and "nothing.json' not found" in r.stderr and "Traceback" not in r.stderr
+    r = _dvn_eval("--checkpoint", run["dir"] / "model", "--data", run["eval"], "--on_bad_record", "error", "--debug", check=False)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "RecordError" in r.stderr     # --debug: the traceback
 
 
 def test_analysis_outputs_on_the_run(run):

@@ -27,7 +27,7 @@ def mixed_samples(processor, shapes):
              {"conversations": [{"role": "user", "content": "no image here"}, {"role": "assistant", "content": "fine"}]}]
     vqa = DualVisionDataset(shapes["train"], processor)
     caps = DualVisionDataset(shapes["train_captions"], processor)
-    return [vqa[0], vqa[1], caps[2], *DualVisionDataset(extra, processor), vqa[3]]
+    return [vqa[0], vqa[1], caps[2], *DualVisionDataset(extra, processor, allow_text_only=True), vqa[3]]
 
 
 def _check_packed_equals_padded(model, processor, samples, **kw):
@@ -141,7 +141,7 @@ def test_bad_input_error_policy(processor, shapes, tmp_path):
     ds = DualVisionDataset([json.loads(lines[3])], processor, image_root=tmp_path)   # truncated: fine header
     with pytest.raises(RecordError, match=r"record 0: image .*truncated.png' cannot be decoded.*Fix: re-encode"):
         ds[0]
-    low = DualVisionDataset([json.loads(lines[0])], processor, image_root=tmp_path, check_images=False, max_image_pixels=5000)
+    low = DualVisionDataset([json.loads(lines[0])], processor, image_root=tmp_path, validate="none", max_image_pixels=5000)
     with pytest.raises(RecordError, match="above max_image_pixels=5,000"):
         low[0]
 
@@ -231,12 +231,14 @@ def test_file_formats(processor, shapes, tmp_path):
                                                           {"from": "gpt", "value": "shapes"}]}
     seed = {"image_path": img, "conversations": [{"role": "user", "content": "What?"}, {"role": "assistant", "content": "shapes"}]}
     (tmp_path / "bom.json").write_text(json.dumps([llava, seed]), encoding="utf-8-sig")     # a BOM, LLaVA and seed records
-    records, report = load_records(tmp_path / "bom.json")
+    with pytest.raises(RecordError, match=r"bom.json record 0: image '/.*train_00000.png' is outside image_root"):
+        load_records(tmp_path / "bom.json")                                     # absolute paths elsewhere: only when allowed
+    records, report = load_records(tmp_path / "bom.json", allow_images_outside_root=True)
     assert len(records) == 2 and len(report) == 0 and records[0]["id"] == "q1"
     assert record_to_messages(records[0]) == record_to_messages(records[1])     # both formats give the same messages
     (tmp_path / "gaps.jsonl").write_text("\n" + json.dumps(seed) + "\n\n" + '{"image_path": 3}' + "\n")
     with pytest.raises(RecordError, match=r"gaps.jsonl line 4 \(record 1\): 'image_path' must be a path"):
-        load_records(tmp_path / "gaps.jsonl")
+        load_records(tmp_path / "gaps.jsonl", allow_images_outside_root=True)
     (tmp_path / "pretty.jsonl").write_text(json.dumps(seed, indent=2))
     with pytest.raises(RecordError, match=r"line 1 \(record 0\): invalid JSON.*one complete record per line"):
         load_records(tmp_path / "pretty.jsonl")

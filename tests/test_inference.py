@@ -118,11 +118,13 @@ def test_batch_file_answers_good_lines_and_reports_bad_ones(run):
 def test_user_errors_exit_with_a_message(run):
     "Wrong arguments and files give one clear line and a non-zero status, never a traceback; an all-bad batch exits 1."
     r = _dvn_infer("--image", "a.png", "--question", "q", check=False)
-    assert r.returncode != 0 and "--checkpoint DIR is required" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.strip().startswith("dvn_infer: --checkpoint: required") and "Traceback" not in r.stderr
     r = _dvn_infer("--checkpoint", run["dir"] / "model", "--image", run["tmp"] / "nope.png", "--question", "q", check=False)
-    assert r.returncode != 0 and "nope.png' not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--image:" in r.stderr and "nope.png': no such file" in r.stderr and "Traceback" not in r.stderr
     r = _dvn_infer("--checkpoint", run["tmp"] / "no_such_run", "--image", _image(run), "--question", "q", check=False)
-    assert r.returncode != 0 and "no such folder" in r.stderr
+    assert r.returncode == 2 and "no such folder" in r.stderr
+    r = _dvn_infer("--checkpoint", run["dir"] / "model", "--question", "How many shapes are there?", "--max_new_tokens", "4", check=False)
+    assert r.returncode == 0 and "no --image: asking a text-only question" in r.stderr and r.stdout.endswith("\n")   # an answer line
     bad = run["tmp"] / "all_bad.jsonl"; bad.write_text('{"question": "x"}\n{"image": "gone.png", "question": "y"}\n')
     r = _dvn_infer("--checkpoint", run["dir"] / "model", "--batch", bad, "--output", run["tmp"] / "none.jsonl", check=False)
     assert r.returncode == 1 and "2 records, 0 answered, 2 skipped" in r.stderr
