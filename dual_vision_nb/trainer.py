@@ -277,7 +277,7 @@ class Learner:
         if st is not None:                     # resuming: the stage's optimizer, scheduler and RNG as they were
             self.resume_state = None
             self.opt.optimizer.load_state_dict(torch.load(st["dir"] / "optimizer.pt", weights_only=True,
-                                                          map_location=self.accelerator.device))
+                                                          map_location=_load_device(self)))
             self.scheduler.load_state_dict({**self.scheduler.state_dict(), **st["scheduler"]})
             self.scheduler.lr_lambdas[0].scale = st["lr_scale"]
             if st.get("schedule"): self.resume_schedule(st["schedule"])
@@ -791,6 +791,11 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     acc.wait_for_everyone()
     return ckpt_dir
 
+def _load_device(learn)->str:
+    "Where checkpoint tensors load to: the accelerator's device, as loaders name it (several CPU processes say 'cpu:0')."
+    dev = learn.accelerator.device
+    return "cpu" if dev.type == "cpu" else str(dev)
+
 def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     "Restore a `save_checkpoint` folder into `learn`; training continues exactly where it stopped."
     ckpt_dir = Path(ckpt_dir)
@@ -810,7 +815,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
         check_model_config(learn.unwrapped, json.loads((ckpt_dir / "model_config.json").read_text()), str(ckpt_dir))
     else: warnings.warn(f"{ckpt_dir}: no model_config.json (a checkpoint written before checkpoints recorded it): the model's "
                         "settings cannot be checked against the checkpoint's; only the weights' names and shapes are")
-    load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=str(learn.accelerator.device))
+    load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=_load_device(learn))
     for k in ("step", "stage_idx", "epoch", "batch_idx", "stage_start_step", "freeze", "metrics"): setattr(learn, k, st[k])
     for cb in learn.cbs:
         if cb.name in st["callbacks"]: cb.load_state_dict(st["callbacks"][cb.name])
