@@ -34,7 +34,7 @@ def worker(a):
     learn.cbs = [c for c in learn.cbs if type(c).__name__ != "CheckpointCB"]   # nothing written: only the steps count
     learn.fit()
     changes = next((c.changes for c in learn.cbs if type(c).__name__ == "CPUThreadsCB"), [])
-    Path(a.out).write_text(json.dumps({"times": times, "changes": changes, "threads_at_end": torch.get_num_threads()}))
+    Path(a.out).write_text(json.dumps({"times": times, "changes": changes, "threads_start": learn.cfg.cpu_threads or torch.get_num_threads()}))
 
 
 def _proc(data, run, seconds, threads, out, env=None):
@@ -56,8 +56,9 @@ def measure(tmp, name, threads, competitors, seconds, env=None):
     r = json.loads((tmp / f"{name}.json").read_text())
     t = r["times"]; start = t[0] + (t[-1] - t[0]) / 2
     steps = [b - a for a, b in zip(t, t[1:]) if a >= start]
+    used = r["changes"][-1]["threads"] if r["changes"] else r["threads_start"]
     return {"variant": name, "threads": threads, "competitors": competitors, "env": env or {}, "steps_timed": len(steps),
-            "s_per_step": round(statistics.median(steps), 4), "thread_changes": r["changes"], "threads_at_end": r["threads_at_end"]}
+            "s_per_step": round(statistics.median(steps), 4), "thread_changes": r["changes"], "threads_in_second_half": used}
 
 
 def main():
@@ -76,20 +77,23 @@ def main():
     seconds = 20 if a.quick else a.seconds
     tmp = Path(tempfile.mkdtemp())
     make_shapes_dataset(tmp / "data", n_train=400, n_val=10, seed=0, **DEMO_DATA)
-    plan = [("alone_fixed2", "2", 0, None), ("alone_adaptive", "auto", 0, None), ("one_job_fixed2", "2", 1, None),
-            ("one_job_adaptive", "auto", 1, None)]
+    # the two idle variants twice, alternating, each keeping its faster run: the idle figures are the ones others divide by
+    plan = [("alone_fixed2", "2", 0, None), ("alone_adaptive", "auto", 0, None)] * 2
+    plan += [("one_job_fixed2", "2", 1, None), ("one_job_adaptive", "auto", 1, None)]
     if not a.quick:
-        plan += [("three_jobs_fixed2", "2", 3, None), ("three_jobs_adaptive", "auto", 3, None),
+        plan += [("one_job_fixed1", "1", 1, None), ("three_jobs_fixed2", "2", 3, None), ("three_jobs_adaptive", "auto", 3, None),
                  ("alone_passive", "2", 0, {"OMP_WAIT_POLICY": "PASSIVE"}), ("one_job_passive", "2", 1, {"OMP_WAIT_POLICY": "PASSIVE"})]
-    rows = []
+    rows = {}
     for name, threads, comps, env in plan:
-        rows.append(measure(tmp, name, threads, comps, seconds, env))
-        print(f"{name:<22} {rows[-1]['s_per_step']:.3f} s/step  threads at end {rows[-1]['threads_at_end']}", flush=True)
+        r = measure(tmp, name, threads, comps, seconds, env)
+        print(f"{name:<22} {r['s_per_step']:.3f} s/step  threads in the second half {r['threads_in_second_half']}", flush=True)
+        if name not in rows or r["s_per_step"] < rows[name]["s_per_step"]: rows[name] = r
+    rows = list(rows.values())
     idle = rows[0]["s_per_step"]
     for r in rows: r["x_idle_2_threads"] = round(r["s_per_step"] / idle, 2)
     summary = {**B.metadata("contention", state, a), "rows": rows,
                "fair_share_x": {"1 competing 2-thread job": 2.0, "3 competing 2-thread jobs": 4.0}}
-    print(B.md_table(rows, ["variant", "competitors", "s_per_step", "x_idle_2_threads", "threads_at_end"]))
+    print(B.md_table(rows, ["variant", "competitors", "s_per_step", "x_idle_2_threads", "threads_in_second_half"]))
     print("wrote", B.write_result("contention", summary, a.out))
 
 

@@ -25,14 +25,28 @@ def test_short_demo_beats_the_blind_baseline(tmp_path):
     assert s["by_question"]["count"]["accuracy"] >= 0.6, s["by_question"]   # counting: answered from the pixels (blind: ~0.35)
 
 
-def test_demo_console_script_exits_cleanly(tmp_path):
-    "The README's main command: dvn_demo must exit 0 (a console script's return value is its exit status)."
-    import os, shutil, subprocess
+def test_demo_console_script_interrupted_and_resumed(tmp_path):
+    "The README's main command: Ctrl-C stops it with a checkpoint and the exact command to go on, which finishes it (exit 0)."
+    import csv, os, shutil, signal, subprocess, time
     exe = shutil.which("dvn_demo"); assert exe, "pip install -e . registers dvn_demo"
-    r = subprocess.run([exe, "--output_dir", str(tmp_path / "d"), "--n_train", "24", "--n_val", "8", "--epochs", "1"],
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out, env = tmp_path / "d", {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    p = subprocess.Popen([exe, "--output_dir", str(out), "--n_train", "64", "--n_val", "8", "--epochs", "20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics, t0 = out / "run" / "metrics.csv", time.time()
+    while not (metrics.exists() and any(r["name"] == "train/loss" and int(r["step"]) >= 3 for r in csv.DictReader(metrics.open()))):
+        assert p.poll() is None and time.time() - t0 < 300, p.communicate()[1][-2000:]
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err[-2000:]
+    command = f"dvn_demo --output_dir {out} --n_train 64 --n_val 8 --epochs 20 --resume"
+    assert f"resume       {command}" in err and "interrupted by SIGINT at step" in err
+    images = {q: q.stat().st_mtime_ns for q in (out / "data" / "images").iterdir()}
+    r = subprocess.run([exe, *command.split()[1:]], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "held-out accuracy" in r.stdout and "next:" in r.stdout
+    assert "held-out accuracy" in r.stdout and "after 80 steps" in r.stdout and "next:" in r.stdout
+    assert {q: q.stat().st_mtime_ns for q in (out / "data" / "images").iterdir()} == images     # the demo set is reused
+    assert json.loads((out / "run" / "run_state.json").read_text())["state"] == "finished"
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220), "yellow": (230, 210, 20),
