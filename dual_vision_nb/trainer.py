@@ -360,8 +360,9 @@ class Learner:
         skipped = [e for b in micro for e in b.get("skipped_records", ())]
         n_local = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
         vec = acc.reduce(torch.tensor([n_local, *self._stop_flags(), len(skipped)], device=acc.device), "sum")
-        if int(vec[-1]): self.note_skips(gather_object(skipped) if acc.num_processes > 1 else skipped)
-        stop = [k for k, n in zip(_STOP_KINDS, vec[1:-1].tolist()) if n]
+        *flags, n_skipped = vec[1:].tolist()                                 # one read from the device
+        if n_skipped: self.note_skips(gather_object(skipped) if acc.num_processes > 1 else skipped)
+        stop = [k for k, n in zip(_STOP_KINDS, flags) if n]
         if stop: raise CancelFitException(stop[0], "interrupted" if stop[0].startswith("SIG") else "stopped")
         return vec[0]
 
