@@ -20,7 +20,9 @@ def worker(a):
     "One training process: `demo_config` with the given threads for `seconds`; step end times and thread changes to `out`."
     import torch
     from dual_vision_nb.config import DVNConfig
-    from dual_vision_nb.trainer import Callback, build_run, demo_config
+    from dual_vision_nb.trainer import Callback
+    from dual_vision_nb.recipe import build_run
+    from dual_vision_nb.demo import demo_config
     data = {"train": Path(a.data) / "train.json", "val": Path(a.data) / "val.json"}
     cfg = demo_config(Path(a.run), data, max_time=a.seconds, save_every_steps=10 ** 9, num_epochs=1000,
                       cpu_threads=None if a.threads == "auto" else int(a.threads))
@@ -72,7 +74,7 @@ def main():
     if a.worker: return worker(a)
     import _bench as B
     from dual_vision_nb.data import make_shapes_dataset
-    from dual_vision_nb.trainer import DEMO_DATA
+    from dual_vision_nb.demo import DEMO_DATA
     state = B.setup()
     seconds = 20 if a.quick else a.seconds
     tmp = Path(tempfile.mkdtemp())

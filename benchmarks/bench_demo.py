@@ -15,11 +15,16 @@ import argparse, inspect, math, tempfile, time
 from pathlib import Path
 import torch
 import _bench as B
-from dual_vision_nb import trainer as T
+from dual_vision_nb.cli import dvn_demo
+from dual_vision_nb.config import DVNConfig
+from dual_vision_nb.demo import DEMO_DATA, demo_config
+from dual_vision_nb.evaluation import answer_accuracy, blind_baseline, fusion_summary, question_kind
+from dual_vision_nb.recipe import build_run
+from dual_vision_nb.trainer import Callback, CancelFitException
 from dual_vision_nb.data import load_records, make_shapes_dataset
 
 
-class AccuracyCurveCB(T.Callback):
+class AccuracyCurveCB(Callback):
     "Held-out accuracy every `every` steps on a clock that excludes the evaluations; stops at `target` or `cap_s`."
     order = 1000                                         # last: runs after the library's own callbacks
     def __init__(self, records, every, target, cap_s, batch_size=32):
@@ -31,7 +36,7 @@ class AccuracyCurveCB(T.Callback):
 
     def evaluate(self):
         t = time.perf_counter(); train_s = self.train_seconds()
-        acc, _ = T.answer_accuracy(self.learn.unwrapped, self.learn.processor, self.records, batch_size=self.bs)
+        acc, _ = answer_accuracy(self.learn.unwrapped, self.learn.processor, self.records, batch_size=self.bs)
         self.learn.model.train()
         self.eval_s += time.perf_counter() - t
         self.curve.append({"step": self.learn.step, "train_seconds": round(train_s, 2), "accuracy": round(acc, 4),
@@ -50,7 +55,7 @@ class AccuracyCurveCB(T.Callback):
             acc = self.evaluate()
             if acc >= self.target: self.stop_reason = "target"
             elif self.train_seconds() >= self.cap_s: self.stop_reason = "cap"
-            if self.stop_reason: raise T.CancelFitException()
+            if self.stop_reason: raise CancelFitException()
         self._last = time.perf_counter()
     def after_fit(self):
         self.train_s_total = self.train_seconds()
@@ -77,24 +82,24 @@ def main():
     state = B.setup(a.threads)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
-    epochs = a.epochs or inspect.signature(T.dvn_demo).parameters["epochs"].default
+    epochs = a.epochs or inspect.signature(dvn_demo).parameters["epochs"].default
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        data = make_shapes_dataset(Path(d) / "data", n_train=a.n_train, n_val=a.n_val, seed=a.seed, **T.DEMO_DATA)
+        data = make_shapes_dataset(Path(d) / "data", n_train=a.n_train, n_val=a.n_val, seed=a.seed, **DEMO_DATA)
         data_s = time.perf_counter() - t
         extra = {} if a.num_workers is None else {"num_workers": a.num_workers}
-        cfg = T.demo_config(Path(d) / "run", data, num_epochs=epochs, seed=a.seed, **extra)
+        cfg = demo_config(Path(d) / "run", data, num_epochs=epochs, seed=a.seed, **extra)
         cfg.setdefault("logging", {})["progress_bar"] = False
         t = time.perf_counter()
-        learn = T.build_run(T.DVNConfig.from_dict(cfg))
+        learn = build_run(DVNConfig.from_dict(cfg))
         build_s = time.perf_counter() - t
         val = load_records(data["val"])[0]
         cb = AccuracyCurveCB(val[:a.n_eval], a.eval_every, a.target, a.cap_s)
         cb.learn = learn; learn.cbs = sorted(learn.cbs + [cb], key=lambda c: c.order)
         steps_per_epoch = math.ceil(len(learn.train_dl) / learn.cfg.gradient_accumulation_steps)
         t = time.perf_counter(); learn.fit(); fit_wall = time.perf_counter() - t
-        final_acc, rows = T.answer_accuracy(learn.unwrapped, learn.processor, val)    # all held-out questions
-        blind = T.blind_baseline(load_records(data["train"])[0], val) if hasattr(T, "blind_baseline") else None
+        final_acc, rows = answer_accuracy(learn.unwrapped, learn.processor, val)    # all held-out questions
+        blind = blind_baseline(load_records(data["train"])[0], val)
     reached = next((c for c in cb.curve if c["accuracy"] >= a.target), None)
     waits = sorted(cb.data_wait_s)
     summary = {**B.metadata("bench_demo", state, a), "demo_config": cfg, "epochs": epochs,
@@ -113,7 +118,7 @@ def main():
                "blind_baseline": None if blind is None else round(blind, 4),
                "best_accuracy": max(c["accuracy"] for c in cb.curve),
                "by_question": {k: {"n": v["n"], "accuracy": round(v["accuracy"], 4), "w_dinov2": round(v["w_dinov2"], 4)}
-                               for k, v in T.fusion_summary(rows, T.question_kind).items()},
+                               for k, v in fusion_summary(rows, question_kind).items()},
                "curve": cb.curve, "train_loss": cb.losses}
     out = B.write_result("demo", summary, a.out)
     print(f"\n{learn.step} steps ({cb.stop_reason}), {cb.train_s_total:.0f} s of training "

@@ -31,7 +31,8 @@ def config(run_dir, data, seed, steps, callbacks, n_train):
 
 def one_run(arm, seed, data, a, tmp):
     from dual_vision_nb.data import load_records
-    from dual_vision_nb.trainer import answer_accuracy, train
+    from dual_vision_nb.evaluation import answer_accuracy
+    from dual_vision_nb.recipe import train
     os.environ.update({"DVN_DOUBLE_LOOP_EVERY": str(a.every), "DVN_DOUBLE_LOOP_SEED": str(seed)})
     cbs = ["dual_vision_nb.double_loop:DoubleLoopCB"] if arm == "double_loop" else []
     t0 = time.time()
@@ -67,7 +68,7 @@ def main():
     a = ap.parse_args()
     state = setup(threads=int(os.environ.get("OMP_NUM_THREADS", "1")))
     from dual_vision_nb.data import load_records, make_shapes_dataset
-    from dual_vision_nb.trainer import blind_baseline
+    from dual_vision_nb.evaluation import blind_baseline
     seeds = [int(s) for s in a.seeds.split(",")]
     runs = []
     with tempfile.TemporaryDirectory() as d:

@@ -133,14 +133,20 @@ def trainer_loop_costs(n_steps, num_workers=0):
     import tempfile, time
     from pathlib import Path
     from transformers.utils import logging as hf_logging
-    from dual_vision_nb import trainer as T
+    from dual_vision_nb.config import DVNConfig
+    from dual_vision_nb.demo import DEMO_DATA, demo_config
+    from dual_vision_nb.evaluation import _generate_with_fusion_weights
+    from dual_vision_nb.fusion import MODEL_INPUTS
+    from dual_vision_nb.models import build_model, build_processor_for
+    from dual_vision_nb.recipe import build_run
+    from dual_vision_nb.trainer import Callback, _EVENTS
     from dual_vision_nb.data import make_shapes_dataset
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as d:
-        data = make_shapes_dataset(Path(d) / "data", n_train=200, n_val=20, seed=0, **T.DEMO_DATA)
-        cfg = T.demo_config(Path(d) / "run", data, max_steps=n_steps, num_workers=num_workers)
+        data = make_shapes_dataset(Path(d) / "data", n_train=200, n_val=20, seed=0, **DEMO_DATA)
+        cfg = demo_config(Path(d) / "run", data, max_steps=n_steps, num_workers=num_workers)
         cfg["logging"]["progress_bar"] = False
-        learn = T.build_run(T.DVNConfig.from_dict(cfg))
+        learn = build_run(DVNConfig.from_dict(cfg))
         spent = {}
         def timed(name, f):
             def g(*args, **kw):
@@ -149,14 +155,14 @@ def trainer_loop_costs(n_steps, num_workers=0):
                 finally: spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
             return g
         for cb in learn.cbs:
-            for ev in T._EVENTS:
+            for ev in _EVENTS:
                 if ev in ("before_fit", "after_fit", "before_stage", "after_stage", "after_epoch", "before_epoch"): continue
                 if hasattr(type(cb), ev): setattr(cb, ev, timed(f"{type(cb).__name__}.{ev}", getattr(cb, ev)))
         learn.compute_loss = timed("forward (compute_loss)", learn.compute_loss)
         learn.accelerator.backward = timed("backward", learn.accelerator.backward)
         learn.accelerator.clip_grad_norm_ = timed("clip_grad_norm_", learn.accelerator.clip_grad_norm_)
         learn.step_batches = (lambda sb: lambda: _timed_iter(sb(), spent))(learn.step_batches)
-        class Clock(T.Callback):
+        class Clock(Callback):
             order = -1000                                     # first in before_step, first in after_step
             t = []
             def before_step(self): self.t.append(("b", time.perf_counter()))
@@ -177,21 +183,27 @@ def eval_pass_costs(repeats=3, n=32):
     "answer_accuracy's batch: generate + a hook on the fusion (now) vs a forward for the weights, then generate (before)."
     import tempfile
     from pathlib import Path
-    from dual_vision_nb import trainer as T
+    from dual_vision_nb.config import DVNConfig
+    from dual_vision_nb.demo import DEMO_DATA, demo_config
+    from dual_vision_nb.evaluation import _generate_with_fusion_weights
+    from dual_vision_nb.fusion import MODEL_INPUTS
+    from dual_vision_nb.models import build_model, build_processor_for
+    from dual_vision_nb.recipe import build_run
+    from dual_vision_nb.trainer import Callback, _EVENTS
     from dual_vision_nb.data import make_shapes_dataset, load_records, record_to_messages, encode_messages
     with tempfile.TemporaryDirectory() as d:
-        data = make_shapes_dataset(Path(d) / "data", n_train=20, n_val=n, seed=0, **T.DEMO_DATA)
-        cfg = T.DVNConfig.from_dict(T.demo_config(Path(d) / "run", data))
-        processor = T.build_processor_for(cfg); model = T.build_model(cfg, processor).eval()
+        data = make_shapes_dataset(Path(d) / "data", n_train=20, n_val=n, seed=0, **DEMO_DATA)
+        cfg = DVNConfig.from_dict(demo_config(Path(d) / "run", data))
+        processor = build_processor_for(cfg); model = build_model(cfg, processor).eval()
         recs = load_records(data["val"])[0]
         b = PaddedCollator(processor, padding_side="left")([encode_messages(record_to_messages(r)[:-1], processor,
                                                                             add_generation_prompt=True) for r in recs])
-        inputs = {k: b[k] for k in T.MODEL_INPUTS if k in b}
+        inputs = {k: b[k] for k in MODEL_INPUTS if k in b}
         kw = dict(max_new_tokens=12, do_sample=False, min_new_tokens=12)        # equal lengths: the same decode both ways
         @torch.no_grad()
         def before(): model(**inputs).fusion_weights; model.generate(**inputs, **kw)
         @torch.no_grad()
-        def now(): T._generate_with_fusion_weights(model, inputs, **kw)
+        def now(): _generate_with_fusion_weights(model, inputs, **kw)
         r = B.interleaved({"before": before, "now": now}, repeats=repeats)
     return {"batch": n, "new_tokens": 12, "before_ms": B.best_ms(r["before"]), "now_ms": B.best_ms(r["now"])}
 

@@ -17,7 +17,9 @@ import argparse, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 import _bench as B
-from dual_vision_nb import trainer as T
+from dual_vision_nb.config import DVNConfig
+from dual_vision_nb.demo import DEMO_DATA, demo_config
+from dual_vision_nb.recipe import build_run
 from dual_vision_nb.data import make_shapes_dataset
 from dual_vision_nb.losses import supervised_positions
 
@@ -37,12 +39,12 @@ def main():
     if a.quick: a.batches, a.repeats, a.n_train, a.real_vocab_rows = 6, 2, 400, 2
     state = B.setup(a.threads)
     d = Path(tempfile.mkdtemp(prefix="bench_lm_tokens"))
-    data = make_shapes_dataset(d / "data", n_train=a.n_train, n_val=20, **T.DEMO_DATA)
+    data = make_shapes_dataset(d / "data", n_train=a.n_train, n_val=20, **DEMO_DATA)
     learners, batches, res = {}, {}, {"batches": a.batches}
     for grouped in (False, True):
-        cfg = T.demo_config(d / f"run{int(grouped)}", data, num_epochs=1, group_by_length=grouped)
+        cfg = demo_config(d / f"run{int(grouped)}", data, num_epochs=1, group_by_length=grouped)
         cfg["logging"].update(progress_bar=False, tensorboard=False)
-        t = time.perf_counter(); learn = T.build_run(T.DVNConfig.from_dict(cfg))
+        t = time.perf_counter(); learn = build_run(DVNConfig.from_dict(cfg))
         res.setdefault("build_run_seconds", {})["grouped" if grouped else "random"] = round(time.perf_counter() - t, 2)
         it = iter(learn.train_dl)
         batches[grouped] = [next(it) for _ in range(a.batches)]

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from .fusion import MODEL_INPUTS, DualVisionForConditionalGeneration, check_encoder_mode
 from .data import PaddedCollator, encode_messages, load_records, record_to_messages
-from .trainer import component_params, normalise_answer, parameter_status_table
+from .models import component_params, parameter_status_table
+from .evaluation import normalise_answer
 from .inference import (_generation_kwargs, _processor_for, quiet_transformers, load_for_inference,
                                       prepare_messages, prompt_inputs)
 

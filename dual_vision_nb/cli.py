@@ -78,7 +78,7 @@ def dvn_train(config:str=None, # the run's config file (JSON, or YAML for .yaml/
         if not config: raise ConfigError("--config", "required: the run's config file (dvn_scenarios --create_configs DIR writes examples)")
         cfg = DVNConfig.load(config, overrides)
         check_inputs(cfg, resume)
-        from dual_vision_nb.trainer import train
+        from dual_vision_nb.recipe import train
         quiet_libraries()
         learn = train(cfg, resume, report=True)
     if status := exit_status(learn.end): raise SystemExit(status)
@@ -104,7 +104,7 @@ def dvn_demo(output_dir:str="runs/demo", # where the data and the run go
             try: parse_duration(_duration(max_time))
             except ValueError as e: raise ConfigError("--max_time", str(e)) from None
         check_output_dir(Path(output_dir) / "run", "--output_dir")
-        from dual_vision_nb.trainer import run_demo
+        from dual_vision_nb.demo import run_demo
         quiet_libraries()
         summary = run_demo(output_dir, n_train, n_val, epochs, seed, max_steps, _duration(max_time), resume)
     if status := exit_status(summary): raise SystemExit(status)

@@ -792,7 +792,9 @@ def detection_demo(output_dir:str|Path, # where the data and the run go
     from torch.utils.data import DataLoader
     from dual_vision_nb.encoders import build_processor, tiny_qwen2_5_vl_config, tiny_dinov2_config
     from dual_vision_nb.data import ResumableSampler, load_records, make_shapes_dataset
-    from dual_vision_nb.trainer import DetectionFreezeCB, Learner, LoggerCB, TrainingConfig
+    from dual_vision_nb.callbacks import DetectionFreezeCB, LoggerCB
+    from dual_vision_nb.trainer import Learner
+    from dual_vision_nb.config import TrainingConfig
     out = Path(output_dir); t0 = time.time()
     data = make_shapes_dataset(out / "data", n_train=n_train, n_val=n_val, seed=seed)
     texts = [t["content"] for k in ("train", "train_captions") for r in json.loads(data[k].read_text()) for t in r["conversations"]]

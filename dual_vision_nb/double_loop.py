@@ -23,7 +23,8 @@ from .fusion import COMPONENT_PATTERNS, DualVisionCausalLMOutput, DualVisionForC
 from .fusion import component_of, pool_per_image
 from .losses import lm_loss
 from .data import DualVisionDataset, PaddedCollator
-from .trainer import Callback, GradNormCB
+from .trainer import Callback
+from .callbacks import GradNormCB
 
 # %% ../nbs/08_double_loop.ipynb #e1a16b40
 FEATURES = ("image", "streams", "prompt", "caption", "logits")   # what a head may read (see `DualVisionWithHeads.features`)

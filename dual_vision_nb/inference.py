@@ -95,7 +95,8 @@ def _rebuild_for_checkpoint(ckpt:Path, dtype:torch.dtype, attn:str):
             model = DualVisionForConditionalGeneration._from_config(config, attn_implementation=attn, dtype=dtype)
             return model, DualVisionProcessor.from_pretrained(saved)
     if run_dir and (run_dir / "config.json").is_file():
-        from dual_vision_nb.trainer import DVNConfig, build_model, build_processor_for
+        from dual_vision_nb.config import DVNConfig
+        from dual_vision_nb.models import build_model, build_processor_for
         cfg = DVNConfig.load(run_dir / "config.json")
         if cfg.data.train_data_path and not Path(cfg.data.train_data_path).is_file() and cfg.model.qwen == "tiny" and not cfg.model.processor:
             raise FileNotFoundError(f"{ckpt}: the run saved no processor, and its tiny tokenizer is trained from "

@@ -2,7 +2,9 @@
 import json, random
 from PIL import Image
 from dual_vision_nb.data import load_records
-from dual_vision_nb.trainer import answer_accuracy, run_demo, train
+from dual_vision_nb.evaluation import answer_accuracy
+from dual_vision_nb.demo import run_demo
+from dual_vision_nb.recipe import train
 
 
 def test_demo_command_writes_the_run(tmp_path):

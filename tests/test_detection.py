@@ -7,7 +7,10 @@ from dual_vision_nb.data import PackedCollator, PaddedCollator, RecordError, loa
 from dual_vision_nb.detection import (DETECTION_TERMS, DetectionCollator, DetectionDataset, DetectionLoss, DualVisionForDetection,
                                       hungarian_match, match_cost, teacher_student_lm, teacher_student_record)
 from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
-from dual_vision_nb.trainer import Callback, DVNConfig, DetectionFreezeCB, Learner, TrainingConfig, build_run
+from dual_vision_nb.trainer import Callback, Learner
+from dual_vision_nb.config import DVNConfig, TrainingConfig
+from dual_vision_nb.callbacks import DetectionFreezeCB
+from dual_vision_nb.recipe import build_run
 
 INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids", "detection_targets")
 

@@ -58,13 +58,13 @@ def test_kill_and_resume_with_controller_is_exact(tmp_path):
 
 def test_disabled_controller_changes_nothing(tmp_path, monkeypatch):
     "DVN_DOUBLE_LOOP_ENABLED=0: the run is the fixed schedule's, bit for bit."
-    from dual_vision_nb import trainer
+    from dual_vision_nb.recipe import train
     from dual_vision_nb.double_loop import DoubleLoopCB
     monkeypatch.setenv("DVN_DOUBLE_LOOP_ENABLED", "0")
-    off = trainer.train(_config(tmp_path, tmp_path / "off", max_steps=6, callbacks=[CONTROLLER]))
+    off = train(_config(tmp_path, tmp_path / "off", max_steps=6, callbacks=[CONTROLLER]))
     monkeypatch.delenv("DVN_DOUBLE_LOOP_ENABLED")
     assert not next(c for c in off.cbs if isinstance(c, DoubleLoopCB)).enabled
-    trainer.train(_config(tmp_path, tmp_path / "none", max_steps=6))
+    train(_config(tmp_path, tmp_path / "none", max_steps=6))
     assert _curves(tmp_path / "off")["train/loss"] == _curves(tmp_path / "none")["train/loss"]
 
 
@@ -73,7 +73,9 @@ def test_learner_trains_heads(tmp_path):
     from torch.utils.data import DataLoader
     from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
     from dual_vision_nb.fusion import DualVisionForConditionalGeneration
-    from dual_vision_nb.trainer import CheckpointCB, GradNormCB, Learner, LoggerCB, TrainingConfig
+    from dual_vision_nb.callbacks import CheckpointCB, GradNormCB, LoggerCB
+    from dual_vision_nb.trainer import Learner
+    from dual_vision_nb.config import TrainingConfig
     from dual_vision_nb.double_loop import (ClassificationHead, DoubleLoopCB, DualVisionWithHeads, HEADS_PATTERN, HeadsLoss,
                                             SequenceGenerationHead, TaskCollator, TaskDataset, count_records)
     data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=8, seed=0)

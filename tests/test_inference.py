@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from PIL import Image
 from dual_vision_nb.data import make_shapes_dataset, load_records
-from dual_vision_nb.trainer import train
+from dual_vision_nb.recipe import train
 from dual_vision_nb.inference import load_for_inference
 from runs import tiny_model_config
 

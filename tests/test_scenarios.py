@@ -16,7 +16,7 @@ def test_console_script_writes_configs_and_prints_guide(tmp_path):
     out = subprocess.run([exe, "--create_configs", str(tmp_path / "cfgs"), "--qwen", "tiny", "--dinov2", "tiny", "--guide"],
                          capture_output=True, text=True, env=ENV, timeout=120)
     assert out.returncode == 0, out.stderr
-    from dual_vision_nb.trainer import DVNConfig
+    from dual_vision_nb.config import DVNConfig
     assert sorted(p.name for p in (tmp_path / "cfgs").iterdir()) == sorted(f"config_{n}.json" for n in SCENARIO_NAMES)
     for n in SCENARIO_NAMES:
         cfg = DVNConfig.load(tmp_path / "cfgs" / f"config_{n}.json")
@@ -58,7 +58,9 @@ DDP_SCRIPT = textwrap.dedent('''
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
     from dual_vision_nb.losses import DualVisionLoss
     from dual_vision_nb.scenarios import scenario_config
-    from dual_vision_nb.trainer import DVNConfig, Learner, build_model, build_processor_for, component_params, stages_from_config
+    from dual_vision_nb.config import DVNConfig, stages_from_config
+    from dual_vision_nb.trainer import Learner
+    from dual_vision_nb.models import build_model, build_processor_for, component_params
 
     out = Path(sys.argv[1])
     cfg = DVNConfig.from_dict(scenario_config("fusion_learning", model={"qwen": "tiny", "dinov2": "tiny"}, data={},

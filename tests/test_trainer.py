@@ -57,18 +57,20 @@ def test_two_processes_match_one(tmp_path, group_by_length):
 
 
 def test_crash_while_saving_keeps_latest(tmp_path, monkeypatch):
-    from dual_vision_nb import trainer
-    cfg = trainer.DVNConfig.from_dict(_config(tmp_path, tmp_path / "run", max_steps=4))
-    trainer.train(cfg)                                                   # writes step-4, latest -> step-4
-    learn = trainer.build_run(cfg)
-    trainer.load_checkpoint(learn, trainer.resolve_resume("latest", tmp_path / "run"))
+    from dual_vision_nb import callbacks
+    from dual_vision_nb.config import DVNConfig, resolve_resume
+    from dual_vision_nb.recipe import build_run, train
+    cfg = DVNConfig.from_dict(_config(tmp_path, tmp_path / "run", max_steps=4))
+    train(cfg)                                                   # writes step-4, latest -> step-4
+    learn = build_run(cfg)
+    callbacks.load_checkpoint(learn, resolve_resume("latest", tmp_path / "run"))
     learn.begin_stage()
     learn.step = 5
     def boom(*a, **k): raise OSError("disk full")
-    monkeypatch.setattr(trainer, "save_model", boom)
-    with pytest.raises(OSError): trainer.save_checkpoint(learn, tmp_path / "run" / "checkpoints" / "step-0000005")
-    latest = trainer.resolve_resume("latest", tmp_path / "run")
+    monkeypatch.setattr(callbacks, "save_model", boom)
+    with pytest.raises(OSError): callbacks.save_checkpoint(learn, tmp_path / "run" / "checkpoints" / "step-0000005")
+    latest = resolve_resume("latest", tmp_path / "run")
     assert latest.name == "step-0000004" and (latest / "model.safetensors").exists()
     assert not (tmp_path / "run" / "checkpoints" / "step-0000005").exists()
-    learn2 = trainer.build_run(cfg); trainer.load_checkpoint(learn2, latest)   # the old one still loads
+    learn2 = build_run(cfg); callbacks.load_checkpoint(learn2, latest)   # the old one still loads
     assert learn2.step == 4

@@ -1,8 +1,11 @@
 "Trainer behaviours not covered in the notebook: early stopping, switching the training mode mid-run, plateau LR cuts, bf16 autocast."
 import json, torch
 from dual_vision_nb.data import make_shapes_dataset
-from dual_vision_nb.trainer import (Callback, DVNConfig, EarlyStoppingCB, PlateauCB, build_run, component_params,
-                                    freeze_settings)
+from dual_vision_nb.trainer import Callback
+from dual_vision_nb.config import DVNConfig, freeze_settings
+from dual_vision_nb.callbacks import EarlyStoppingCB, PlateauCB
+from dual_vision_nb.recipe import build_run
+from dual_vision_nb.models import component_params
 
 
 def _cfg(tmp, **training):

@@ -1,7 +1,7 @@
 """Edit notebooks cell by cell from a script: find a cell by id or by text, replace its source, insert cells.
 
     from nbedit import NB
-    nb = NB("nbs/04_trainer.ipynb")
+    nb = NB("nbs/04b_trainer.ipynb")
     nb.find("def dvn_train")                 # index of the one cell containing the text (error if 0 or several)
     nb.set(idx_or_id, "new source")
     nb.insert_after(idx_or_id, [("md", "text"), ("code", "source")])
