@@ -91,16 +91,24 @@ def median_ms(ts): return round(1000 * float(np.median(ts)), 3)
 SIZES = {
     # the library's tiny defaults (tests, docs)
     "tiny": dict(qwen={}, dinov2={}, common_dim=32),
-    # the embedded default (`trainer.demo_config`)
-    "demo": dict(qwen=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, vision_hidden_size=64, vision_depth=2, vision_num_heads=2,
-                           vision_intermediate_size=128), dinov2=dict(hidden_size=32, num_hidden_layers=2), common_dim=64),
+    # the embedded default: `demo_config`'s model, read from it (see `_demo_size`)
+    "demo": None,
     # a "small" model: the LM outweighs the towers, as in real checkpoints (but 1000x smaller)
     "small": dict(qwen=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                             num_key_value_heads=2, vision_hidden_size=128, vision_depth=4, vision_num_heads=2,
                             vision_intermediate_size=256, window_size=112),
                   dinov2=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2), common_dim=128),
 }
+
+
+def _demo_size()->dict:
+    "The model `dvn_demo` trains, as a SIZES entry: read from `demo_config` itself, so the benchmarks time that model."
+    from dual_vision_nb.demo import demo_config
+    m = demo_config("unused", {"train": "", "val": ""})["model"]
+    qwen = {k: v for k, v in m["tiny"].items() if k != "dinov2"}
+    fusion = {k: m[k] for k in ("fusion_position_grid", "fusion_position_init_std") if k in m}
+    return dict(qwen=qwen, dinov2=m["tiny"].get("dinov2", {}), common_dim=m["common_dim"], fusion=fusion)
+SIZES["demo"] = _demo_size()
 
 
 def model_pair(size="tiny", seed=0, vocab_size=512):
@@ -112,7 +120,7 @@ def model_pair(size="tiny", seed=0, vocab_size=512):
     torch.manual_seed(seed)
     qcfg = tiny_qwen2_5_vl_config(vocab_size=vocab_size, **s["qwen"])
     fused = DualVisionForConditionalGeneration.from_encoders(qcfg, tiny_dinov2_config(**s["dinov2"]),
-                                                             common_dim=s["common_dim"])
+                                                             common_dim=s["common_dim"], **s.get("fusion", {}))
     with torch.no_grad():   # a trained-looking fusion: the zero-initialised output layer made non-zero
         for p in fused.model.fusion.vision_to_lm.parameters(): p.normal_(0, 0.05)
     stock = Qwen2_5_VLForConditionalGeneration(qcfg)

@@ -16,40 +16,28 @@ from fastcore.basics import patch
 from .fusion import MODEL_INPUTS, DualVisionForConditionalGeneration, check_encoder_mode
 from .data import PaddedCollator, encode_messages, load_records, record_to_messages
 from .models import component_params, parameter_status_table
-from .evaluation import normalise_answer
+from .evaluation import normalise_answer, question_kind
 from .inference import (_generation_kwargs, _processor_for, quiet_transformers, load_for_inference,
                                       prepare_messages, prompt_inputs)
 
 # %% auto #0
-__all__ = ['QUESTION_TYPES', 'SIZE_EDGES', 'METRIC_COLUMNS', 'question_type', 'image_size_bucket', 'plot_fusion_analysis',
-           'analyze_model_outputs', 'read_metrics', 'plot_training_curves', 'parameter_table', 'eager_attention',
-           'plot_attention_maps', 'classification_metrics', 'bleu_scores', 'rouge_scores', 'perplexity',
-           'evaluate_records', 'evaluate_file']
+__all__ = ['SIZE_EDGES', 'METRIC_COLUMNS', 'image_size_bucket', 'plot_fusion_analysis', 'analyze_model_outputs', 'read_metrics',
+           'plot_training_curves', 'parameter_table', 'eager_attention', 'plot_attention_maps',
+           'classification_metrics', 'bleu_scores', 'rouge_scores', 'perplexity', 'evaluate_records', 'evaluate_file']
 
 # %% ../nbs/06_analysis.ipynb #e2f63173
 @patch
 def analyze_fusion_weights(self:DualVisionForConditionalGeneration,
                            messages:list[dict], # Qwen chat messages with at least one image
                            processor=None, # default: `model.processor`
-                          )->dict: # {"qwen_weight", "dinov2_weight", "dominant_encoder", "per_image"}
+                          )->dict: # {"w_qwen", "w_dinov2", "dominant_encoder", "per_image"}
     "The fusion's weights for a conversation's images and which encoder dominates ('qwen', 'dinov2' or 'balanced')."
     w = self.image_fusion_weights(messages, processor)            # (n_images, 2)
     wq, wd = float(w[:, 0].mean()), float(w[:, 1].mean())
     dominant = "balanced" if abs(wq - wd) < 1e-6 else "qwen" if wq > wd else "dinov2"
-    return {"qwen_weight": wq, "dinov2_weight": wd, "dominant_encoder": dominant, "per_image": w.tolist()}
+    return {"w_qwen": wq, "w_dinov2": wd, "dominant_encoder": dominant, "per_image": w.tolist()}
 
 # %% ../nbs/06_analysis.ipynb #22db2f78
-QUESTION_TYPES = {"count": r"^how many\b", "color": r"\bwhat colou?r\b|\bwhich colou?r\b", "shape": r"\bwhat shape\b",
-                  "position": r"^where\b", "yes/no": r"^(is|are|does|do|can|was|were|has|have)\b",
-                  "caption": r"^(describe|caption)\b|^$"}
-
-def question_type(question:str, # the question's text
-                  types:dict=QUESTION_TYPES, # type -> regex over the lower-cased question; first match wins
-                 )->str: # a key of `types`, or "other"
-    "The kind of a question (count, color, shape, position, yes/no, caption, other) from its wording."
-    q = question.strip().lower()
-    return next((t for t, pat in types.items() if re.search(pat, q)), "other")
-
 SIZE_EDGES = (128, 192, 256, 512)
 
 def image_size_bucket(width:int, height:int, # the image's size in pixels, before the processor resizes it
@@ -74,17 +62,17 @@ def _group_stats(rows:list[dict], key:str)->dict:
     return {g: _weight_stats(rs) for g, rs in sorted(groups.items())}
 
 def _weight_stats(rows:list[dict])->dict:
-    wq, wd = np.array([r["qwen_weight"] for r in rows]), np.array([r["dinov2_weight"] for r in rows])
-    return {"n": len(rows), "avg_qwen_weight": float(wq.mean()), "avg_dinov2_weight": float(wd.mean()),
-            "std_qwen_weight": float(wq.std()), "std_dinov2_weight": float(wd.std())}
+    wq, wd = np.array([r["w_qwen"] for r in rows]), np.array([r["w_dinov2"] for r in rows])
+    return {"n": len(rows), "avg_w_qwen": float(wq.mean()), "avg_w_dinov2": float(wd.mean()),
+            "std_w_qwen": float(wq.std()), "std_w_dinov2": float(wd.std())}
 
 def _bar_figure(groups:dict, title:str):
     fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(groups) + 2), 3.2))
     x = np.arange(len(groups)); names = list(groups)
     for k, (enc, color) in enumerate([("qwen", "tab:blue"), ("dinov2", "tab:orange")]):
-        means = [groups[g][f"avg_{enc}_weight"] for g in names]
+        means = [groups[g][f"avg_w_{enc}"] for g in names]
         bars = ax.bar(x + (k - 0.5) * 0.38, means, 0.38, color=color, label=f"w_{enc}",
-                      yerr=[groups[g][f"std_{enc}_weight"] for g in names], capsize=3)
+                      yerr=[groups[g][f"std_w_{enc}"] for g in names], capsize=3)
         ax.bar_label(bars, [f"{m:.3f}" for m in means], fontsize=7, padding=2)
     ax.axhline(0.5, color="gray", lw=0.8, ls=":")
     ax.set_xticks(x, [f"{g}\n(n={groups[g]['n']})" for g in names]); ax.set_ylim(0, 1); ax.set_ylabel("mean fusion weight")
@@ -94,7 +82,7 @@ def _bar_figure(groups:dict, title:str):
 def plot_fusion_analysis(results:dict, # what `analyze_model_outputs` returns
                         )->dict: # name -> matplotlib Figure
     "The three fusion-weight plots: distribution over images, means by question type, means by image size."
-    wd = np.array([im["dinov2_weight"] for s in results["per_sample"] for im in s["images"]])
+    wd = np.array([im["w_dinov2"] for s in results["per_sample"] for im in s["images"]])
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.hist(wd, bins=30, color="tab:orange")                    # bins over the data's range: small spreads stay visible
     if wd.min() <= 0.5 <= wd.max(): ax.axvline(0.5, color="gray", lw=0.8, ls=":")
@@ -104,7 +92,7 @@ def plot_fusion_analysis(results:dict, # what `analyze_model_outputs` returns
     fig.tight_layout()
     st = results["statistics"]
     return {"fusion_weight_distribution": fig,
-            "weights_by_question_type": _bar_figure(st["by_question_type"], "fusion weights by question type"),
+            "weights_by_question_kind": _bar_figure(st["by_question_kind"], "fusion weights by question kind"),
             "weights_by_image_size": _bar_figure(st["by_image_size"], "fusion weights by image size (sqrt(w*h))")}
 
 def analyze_model_outputs(model:DualVisionForConditionalGeneration, # the fused model
@@ -126,17 +114,17 @@ def analyze_model_outputs(model:DualVisionForConditionalGeneration, # the fused 
         rows = iter(w.tolist())
         for j, (m, e) in enumerate(zip(chunk, encs)):
             sizes = [c["image"].size for msg in m if isinstance(msg["content"], list) for c in msg["content"] if c["type"] == "image"]
-            images = [{"size": list(s), "size_bucket": image_size_bucket(*s), "qwen_weight": wq, "dinov2_weight": wd}
+            images = [{"size": list(s), "size_bucket": image_size_bucket(*s), "w_qwen": wq, "w_dinov2": wd}
                       for s, (wq, wd) in zip(sizes, [next(rows) for _ in range(len(e["image_grid_thw"]))])]
             q = _last_question(m)
-            per_sample.append({"index": start + j, "question": q, "question_type": question_type(q), "images": images,
-                               "qwen_weight": float(np.mean([i["qwen_weight"] for i in images])),
-                               "dinov2_weight": float(np.mean([i["dinov2_weight"] for i in images]))})
+            per_sample.append({"index": start + j, "question": q, "question_kind": question_kind(q), "images": images,
+                               "w_qwen": float(np.mean([i["w_qwen"] for i in images])),
+                               "w_dinov2": float(np.mean([i["w_dinov2"] for i in images]))})
     if not per_sample: raise ValueError("test_messages is empty")
     image_rows = [im for s in per_sample for im in s["images"]]
     stats = {**_weight_stats(per_sample), "n_images": len(image_rows),
-             "dominant_counts": {e: sum(s[f"{e}_weight"] > s[f"{o}_weight"] for s in per_sample) for e, o in (("qwen", "dinov2"), ("dinov2", "qwen"))},
-             "by_question_type": _group_stats(per_sample, "question_type"), "by_image_size": _group_stats(image_rows, "size_bucket")}
+             "dominant_counts": {e: sum(s[f"w_{e}"] > s[f"w_{o}"] for s in per_sample) for e, o in (("qwen", "dinov2"), ("dinov2", "qwen"))},
+             "by_question_kind": _group_stats(per_sample, "question_kind"), "by_image_size": _group_stats(image_rows, "size_bucket")}
     results = {"statistics": stats, "per_sample": per_sample}
     save_dir = Path(save_dir); save_dir.mkdir(parents=True, exist_ok=True)
     results["plots"] = {}

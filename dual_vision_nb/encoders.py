@@ -17,6 +17,7 @@ from transformers import (AutoConfig, AutoModel, AutoTokenizer, Dinov2Config, Di
                           Qwen2_5_VLProcessor, Qwen2Tokenizer)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from .config import DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS
 
 # %% auto #0
 __all__ = ['QWEN_SPECIAL_TOKENS', 'DEFAULT_CORPUS', 'TEMPLATE_TEXTS', 'QWEN2_5_VL_CHAT_TEMPLATE', 'CELL_PX', 'DINOV2_CLASSES',
@@ -123,8 +124,8 @@ class DualVisionProcessor(Qwen2_5_VLProcessor):
 # %% ../nbs/00_encoders.ipynb #6c390be7
 def build_processor(corpus:list[str]|None=None, # texts for the BPE (default: a small built-in corpus)
                     vocab_size:int=512, # BPE vocabulary size
-                    min_pixels:int=4*CELL_PX*CELL_PX, # images below are upscaled (4 tokens at least)
-                    max_pixels:int=256*CELL_PX*CELL_PX, # images above are downscaled (<= 256 LM tokens per image)
+                    min_pixels:int=DEFAULT_MIN_PIXELS, # images below are upscaled (4 tokens at least)
+                    max_pixels:int=DEFAULT_MAX_PIXELS, # images above are downscaled (<= 256 LM tokens per image)
                    )->DualVisionProcessor:
     "An offline Qwen2.5-VL-style processor: trained BPE tokenizer, Qwen's chat template, PIL image processor."
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
@@ -133,8 +134,8 @@ def build_processor(corpus:list[str]|None=None, # texts for the BPE (default: a 
 
 # %% ../nbs/00_encoders.ipynb #02c0e9af
 def load_processor(source:str|Path, # hub id (e.g. "Qwen/Qwen2.5-VL-3B-Instruct") or local folder
-                   min_pixels:int=4*CELL_PX*CELL_PX, # lower bound on pixels per image
-                   max_pixels:int=1024*CELL_PX*CELL_PX, # upper bound (Qwen's own default, 12.8 MP, exhausts memory)
+                   min_pixels:int=DEFAULT_MIN_PIXELS, # lower bound on pixels per image (4 tokens)
+                   max_pixels:int=DEFAULT_MAX_PIXELS, # upper bound (256 tokens; Qwen's own default, 12.8 MP, exhausts memory)
                    **kwargs, # passed to `from_pretrained` (revision, cache_dir, local_files_only...)
                   )->DualVisionProcessor:
     "Load Qwen2.5-VL's tokenizer, chat template and image settings from a hub id or folder as a `DualVisionProcessor`."

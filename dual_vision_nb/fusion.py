@@ -27,6 +27,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTr
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVisionProcessor,
     batch_vision_attention, check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl,
     resolve_attn_implementation)
+from .config import FUSION_STRATEGY_NAMES, fusion_defaults
 
 # %% ../nbs/01_fusion.ipynb #0c40692b
 ENCODER_MODES = ("fused", "qwen", "dinov2")
@@ -149,6 +150,8 @@ class ConcatFusion(_StreamProjections):
                             pool_per_image(pd, token_image_ids, n_images), pq, pd)
 
 FUSION_STRATEGIES = {"gated": GatedFusion, "concat": ConcatFusion}
+assert tuple(FUSION_STRATEGIES) == FUSION_STRATEGY_NAMES   # the names the config accepts
+_FUSION = fusion_defaults()
 
 # %% ../nbs/01_fusion.ipynb #87cb180b
 def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w) of each image
@@ -170,12 +173,13 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     sub_configs_defaults = {"vision_config": Qwen2_5_VLVisionConfig, "text_config": Qwen2_5_VLTextConfig,
                             "dinov2_config": SubConfigSpec(config_class=AutoConfig, model_type="dinov2")}
     dinov2_config: dict | PreTrainedConfig | None = None
-    fusion_strategy: str = "gated"
-    common_dim: int | None = None      # default: the LM width
-    gate_hidden_dim: int | None = None
-    fusion_dropout: float = 0.0
-    fusion_position_grid: int = 0      # >0: row/column embeddings added to the fused tokens (see `merged_positions`)
-    fusion_position_init_std: float = 0.0   # their initial std; 0 keeps contract 2 (the fused model starts as Qwen)
+    # the fusion settings and their defaults are declared once, in the run config's `ModelConfig` (chapter 04_config)
+    fusion_strategy: str = _FUSION["fusion_strategy"]
+    common_dim: int | None = _FUSION["common_dim"]          # default: the LM width
+    gate_hidden_dim: int | None = _FUSION["gate_hidden_dim"]
+    fusion_dropout: float = _FUSION["fusion_dropout"]
+    fusion_position_grid: int = _FUSION["fusion_position_grid"]   # >0: row/column embeddings added to the fused tokens (`merged_positions`)
+    fusion_position_init_std: float = _FUSION["fusion_position_init_std"]   # their initial std; 0 keeps contract 2 (starts as Qwen)
     qwen_source: str | None = None
     dinov2_source: str | None = None
     qwen_image_mean: list | tuple = CLIP_MEAN

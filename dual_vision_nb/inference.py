@@ -315,13 +315,13 @@ def compare_encoders(self:DualVisionForConditionalGeneration,
                      processor=None, # default: `model.processor`
                      modes:tuple=ENCODER_MODES, # encoder modes to compare
                      **generation_kwargs, # passed to `chat` (max_new_tokens, do_sample...)
-                    )->dict[str, dict]: # mode -> {"answer", "qwen_weight", "dinov2_weight", "fusion_weights"}
+                    )->dict[str, dict]: # mode -> {"answer", "w_qwen", "w_dinov2", "fusion_weights"}
     "The answer and the fusion weights under each encoder mode: fused, Qwen only, DINOv2 only."
     out = {}
     for mode in modes:
         w = self.image_fusion_weights(messages, processor, mode)
         out[mode] = {"answer": self.chat(messages, processor, encoder_mode=mode, **generation_kwargs),
-                     "qwen_weight": float(w[:, 0].mean()), "dinov2_weight": float(w[:, 1].mean()), "fusion_weights": w.tolist()}
+                     "w_qwen": float(w[:, 0].mean()), "w_dinov2": float(w[:, 1].mean()), "fusion_weights": w.tolist()}
     return out
 
 # %% ../nbs/05_inference.ipynb #2b6668c2
@@ -440,7 +440,7 @@ def batch_items(path:str|Path, # a JSONL file, one record a line
 def print_comparison(comparison:dict):
     "`compare_encoders`' result as a small table: mode, fusion weights, answer."
     print(f"{'mode':<8}{'w_qwen':>8}{'w_dinov2':>10}  answer")
-    for mode, r in comparison.items(): print(f"{mode:<8}{r['qwen_weight']:>8.3f}{r['dinov2_weight']:>10.3f}  {r['answer']!r}")
+    for mode, r in comparison.items(): print(f"{mode:<8}{r['w_qwen']:>8.3f}{r['w_dinov2']:>10.3f}  {r['answer']!r}")
 
 def answer_batch_file(model, # a model from `load_for_inference` (its processor attached)
                       batch:str, # a JSONL file (see `batch_items`)

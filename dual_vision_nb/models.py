@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from .fusion import COMPONENT_PATTERNS, DualVisionForConditionalGeneration
-from .config import ConfigError, DVNConfig, FREEZE_FLAGS, did_you_mean, _spec_paths
+from .config import ConfigError, DVNConfig, FREEZE_FLAGS, FUSION_FIELDS, did_you_mean, _spec_paths
 
 # %% ../nbs/04a_models.ipynb #59ee2679
 def build_processor_for(cfg:DVNConfig):
@@ -45,16 +45,13 @@ def build_model(cfg:DVNConfig, processor)->DualVisionForConditionalGeneration:
             dino = tiny_dinov2_config(**m.tiny.get("dinov2", {})) if m.dinov2 == "tiny" else m.dinov2
         except TypeError as e: raise ConfigError("model.tiny", f"{e}") from None
         model = DualVisionForConditionalGeneration.from_encoders(qwen, dino, dtype=m.dtype, attn_implementation=m.attn_implementation,
-                    fusion_strategy=m.fusion_strategy, common_dim=m.common_dim, gate_hidden_dim=m.gate_hidden_dim,
-                    fusion_dropout=m.fusion_dropout, fusion_position_grid=m.fusion_position_grid,
-                    fusion_position_init_std=m.fusion_position_init_std)
+                    **{k: getattr(m, k) for k in FUSION_FIELDS})
     if m.activation_checkpointing:
         model.activation_checkpointing_enable()
         # enable_input_require_grads hooks the patch embeddings too: with frozen towers autograd would then
         # backpropagate through (and recompute) both towers for nothing; non-reentrant checkpointing needs no hook
         model.disable_input_require_grads()
     return model
-
 
 # %% ../nbs/04a_models.ipynb #a50350ff
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:

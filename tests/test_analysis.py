@@ -95,6 +95,6 @@ def test_analysis_outputs_on_the_run(run):
     records, _ = load_records(run["data"]["val"])
     res = analyze_model_outputs(model, [record_to_messages(r)[:-1] for r in records], run["tmp"] / "fusion")
     assert res["statistics"]["n"] == len(records)
-    for name in ("fusion_weight_distribution", "weights_by_question_type", "weights_by_image_size"):
+    for name in ("fusion_weight_distribution", "weights_by_question_kind", "weights_by_image_size"):
         assert (run["tmp"] / "fusion" / f"{name}.png").stat().st_size > 5_000
     assert json.loads((run["tmp"] / "fusion" / "analysis.json").read_text())["statistics"] == res["statistics"]

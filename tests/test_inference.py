@@ -51,7 +51,7 @@ def test_every_folder_kind_loads_the_right_weights(run):
         r = _dvn_infer("--checkpoint", folder, "--image", _image(run), "--question", q, "--max_new_tokens", 8,
                        "--compare_encoders", "--json_out", out)
         res = json.loads(out.read_text())
-        assert res["compare_encoders"]["fused"]["qwen_weight"] == w, (folder, res["compare_encoders"]["fused"], w)
+        assert res["compare_encoders"]["fused"]["w_qwen"] == w, (folder, res["compare_encoders"]["fused"], w)
         assert res["answer"] == model.chat(msgs, max_new_tokens=8, do_sample=False), (folder, res["answer"])
         assert res["compare_encoders"]["fused"]["answer"] == res["answer"]
     r = _dvn_infer("--checkpoint", ckpts[0], "--image", _image(run), "--question", q, "--max_new_tokens", 8, "--stream")
@@ -68,11 +68,11 @@ def test_compare_encoders_and_benchmark_json(run):
     cmp = res["compare_encoders"]
     assert set(cmp) == {"fused", "qwen", "dinov2"}
     assert cmp["qwen"]["fusion_weights"] == [[1.0, 0.0]] and cmp["dinov2"]["fusion_weights"] == [[0.0, 1.0]]
-    assert abs(cmp["fused"]["qwen_weight"] + cmp["fused"]["dinov2_weight"] - 1) < 1e-6
-    assert 0 < cmp["fused"]["qwen_weight"] < 1
+    assert abs(cmp["fused"]["w_qwen"] + cmp["fused"]["w_dinov2"] - 1) < 1e-6
+    assert 0 < cmp["fused"]["w_qwen"] < 1
     model = load_for_inference(run["dir"] / "model")
     w = model.image_fusion_weights(_ask(_image(run), "Where is the shape?"))
-    assert abs(w[0, 0].item() - cmp["fused"]["qwen_weight"]) < 1e-6
+    assert abs(w[0, 0].item() - cmp["fused"]["w_qwen"]) < 1e-6
     table = [l.split() for l in r.stdout.splitlines() if l.split()[:1] in (["fused"], ["qwen"], ["dinov2"])]
     assert [t[0] for t in table] == ["fused", "qwen", "dinov2"]
     b = res["benchmark"]
