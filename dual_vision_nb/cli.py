@@ -200,7 +200,7 @@ def dvn_eval(checkpoint:str=None, # a save_pretrained folder (RUN/model), a trai
         if not Path(data).is_file(): raise ConfigError("--data", f"data file '{data}' not found" + ("" if Path(data).is_absolute() else f" (relative to {os.getcwd()})"))
         if on_bad_record not in ("skip", "error"): raise ConfigError("--on_bad_record", f"{on_bad_record!r}: use skip or error")
         if encoder_mode not in ("fused", "qwen", "dinov2"): raise ConfigError("--encoder_mode", f"{encoder_mode!r}: use fused, qwen or dinov2")
-        from dual_vision_nb.analysis import evaluate_file
+        from dual_vision_nb.evaluation import evaluate_file
         evaluate_file(checkpoint, data, output, predictions, batch_size, max_new_tokens, encoder_mode, image_root, on_bad_record,
                       device, dtype, allow_images_outside_root)
 

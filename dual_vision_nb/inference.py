@@ -22,7 +22,8 @@ from .data import (DEFAULT_MAX_IMAGE_PIXELS, PaddedCollator, RecordError, check_
 
 # %% auto #0
 __all__ = ['default_device_dtype', 'inference_attn_implementation', 'load_for_inference', 'resolve_image', 'prepare_messages',
-           'prompt_inputs', 'batch_items', 'print_comparison', 'answer_batch_file', 'quiet_transformers']
+           'prompt_inputs', 'processor_for', 'generate_kwargs', 'batch_items', 'print_comparison', 'answer_batch_file',
+           'quiet_transformers']
 
 # %% ../nbs/05_inference.ipynb #b398bb99
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -226,14 +227,16 @@ def prompt_inputs(messages:list[dict], # Qwen chat messages ending with a user t
     return {k: v.to(device) if device is not None else v for k, v in enc.items() if k in MODEL_INPUTS}
 
 # %% ../nbs/05_inference.ipynb #c4fb55a7
-def _processor_for(model, processor):
+def processor_for(model, processor):
+    "`processor`, else the one `load_for_inference` attached to the model (`model.processor`); an error naming both ways if neither."
     processor = processor if processor is not None else getattr(model, "processor", None)
     if processor is None:
         raise ValueError("no processor: pass processor=..., or load the model with load_for_inference(folder), "
                          "which attaches the folder's processor as model.processor")
     return processor
 
-def _generation_kwargs(processor, max_new_tokens:int, encoder_mode:str|None, kwargs:dict)->dict:
+def generate_kwargs(processor, max_new_tokens:int, encoder_mode:str|None, kwargs:dict)->dict:
+    "`generate` arguments: the length limit, the pad token, a checked encoder mode, then the caller's own."
     tok = processor.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.convert_tokens_to_ids("<|endoftext|>")
     return {"max_new_tokens": max_new_tokens, "pad_token_id": pad, "encoder_mode": check_encoder_mode(encoder_mode), **kwargs}
@@ -263,9 +266,9 @@ def chat(self:DualVisionForConditionalGeneration,
          **generation_kwargs, # any other `generate` argument (do_sample, temperature, num_beams...)
         )->str: # the answer (or an iterator of its pieces when streaming)
     "Answer a conversation in Qwen's message format; with `stream=True`, yield the answer's text as it is generated."
-    processor = _processor_for(self, processor)
+    processor = processor_for(self, processor)
     inputs = prompt_inputs(messages, processor, self.device)
-    kw = _generation_kwargs(processor, max_new_tokens, encoder_mode, generation_kwargs)
+    kw = generate_kwargs(processor, max_new_tokens, encoder_mode, generation_kwargs)
     if stream or isinstance(streamer, TextIteratorStreamer):
         streamer = streamer or TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         return _stream(self, inputs, streamer, kw)
@@ -283,9 +286,9 @@ def chat_batch(self:DualVisionForConditionalGeneration,
                **generation_kwargs, # any other `generate` argument
               )->list[str]: # one answer per conversation, in order
     "Answer many conversations, `batch_size` at a time, left-padded into one `generate` call each."
-    processor = _processor_for(self, processor)
+    processor = processor_for(self, processor)
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r}: use a positive integer")
-    kw = _generation_kwargs(processor, max_new_tokens, encoder_mode, generation_kwargs)
+    kw = generate_kwargs(processor, max_new_tokens, encoder_mode, generation_kwargs)
     collate, answers = PaddedCollator(processor, padding_side="left"), []
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start:start + batch_size]
@@ -303,7 +306,7 @@ def image_fusion_weights(self:DualVisionForConditionalGeneration,
                          encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
                         )->Tensor: # (n_images, 2) rows [w_qwen, w_dinov2]
     "The fusion's per-image `(w_qwen, w_dinov2)` for a conversation's images (one forward of the prompt)."
-    processor = _processor_for(self, processor)
+    processor = processor_for(self, processor)
     inputs = prompt_inputs(messages, processor, self.device)
     if "pixel_values" not in inputs: raise ValueError("the messages hold no image; fusion weights exist only for images")
     with torch.no_grad(): out = self(**inputs, encoder_mode=check_encoder_mode(encoder_mode), logits_to_keep=1)
@@ -353,11 +356,11 @@ def benchmark(self:DualVisionForConditionalGeneration,
               encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
              )->dict: # prefill_latency_s, decode_tokens_per_s, vision_encoders_s, peak_memory_mb, and the setting
     "Prefill latency, decode tokens/s, vision-encoder time and peak memory of greedy generation on one conversation."
-    processor = _processor_for(self, processor)
+    processor = processor_for(self, processor)
     if max_new_tokens < 2 or n_runs < 1: raise ValueError("benchmark needs max_new_tokens >= 2 and n_runs >= 1")
     mode, dev = check_encoder_mode(encoder_mode), self.device
     inputs = prompt_inputs(messages, processor, dev)
-    kw = _generation_kwargs(processor, max_new_tokens, mode, dict(min_new_tokens=max_new_tokens, do_sample=False, num_beams=1))
+    kw = generate_kwargs(processor, max_new_tokens, mode, dict(min_new_tokens=max_new_tokens, do_sample=False, num_beams=1))
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
     prefill, decode, vision = [], [], []
     for run in range(warmup + n_runs):

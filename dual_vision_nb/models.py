@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['DEFAULT_GROUP_PATTERNS', 'build_processor_for', 'build_model', 'component_params', 'vision_blocks_pattern',
-           'apply_freeze', 'parameter_status_table', 'param_groups']
+           'apply_freeze', 'parameter_table', 'parameter_status_table', 'param_groups']
 
 # %% ../nbs/04a_models.ipynb #8192a0f0
 import math, re
@@ -84,16 +84,27 @@ def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
 _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Merger", "dinov2": "DINOv2",
            "projections": "Projections", "fusion": "Fusion (gate, vision_to_lm)", "llm": "Language Model"}
 
-def parameter_status_table(model:nn.Module)->str:
-    "The seed's PARAMETER FREEZE STATUS table: total and trainable parameters per component."
-    rows = ["=" * 72, "PARAMETER FREEZE STATUS", "=" * 72]
-    tot = tr = 0
+def parameter_table(model:nn.Module, # the fused model
+                   )->list[dict]: # one row per component, then a "total" row
+    "Total and trainable parameter counts (and share of all parameters) per named component: the one count of the project."
+    rows = []
     for comp, params in component_params(model).items():
-        n = sum(p.numel() for _, p in params); t = sum(p.numel() for _, p in params if p.requires_grad)
-        tot += n; tr += t
+        n = sum(p.numel() for _, p in params)
+        rows.append({"component": comp, "total": n, "trainable": sum(p.numel() for _, p in params if p.requires_grad)})
+    total = sum(r["total"] for r in rows)
+    for r in rows: r["share"] = r["total"] / total if total else 0.0
+    rows.append({"component": "total", "total": total, "trainable": sum(r["trainable"] for r in rows), "share": 1.0})
+    return rows
+
+def parameter_status_table(model:nn.Module)->str:
+    "The PARAMETER FREEZE STATUS table a run prints when it starts and when freezing changes, from `parameter_table`."
+    rows = ["=" * 72, "PARAMETER FREEZE STATUS", "=" * 72]
+    *comps, tot = parameter_table(model)
+    for r in comps:
+        n, t = r["total"], r["trainable"]
         state = "TRAINABLE" if t == n else "FROZEN" if t == 0 else "PARTIAL"
-        rows.append(f"{_LABELS.get(comp, comp):<28}: {n:>13,} total, {t:>13,} trainable  {state}")
-    rows += ["-" * 72, f"{'Total':<28}: {tot:>13,} total, {tr:>13,} trainable", "=" * 72]
+        rows.append(f"{_LABELS.get(r['component'], r['component']):<28}: {n:>13,} total, {t:>13,} trainable  {state}")
+    rows += ["-" * 72, f"{'Total':<28}: {tot['total']:>13,} total, {tot['trainable']:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
 # %% ../nbs/04a_models.ipynb #e7c6e0e1

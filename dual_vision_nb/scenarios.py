@@ -19,7 +19,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from .encoders import tiny_dinov2_config, tiny_qwen2_5_vl_config
 from .fusion import COMPONENT_PATTERNS, DualVisionConfig, DualVisionForConditionalGeneration, component_of
 from .config import DVNConfig, did_you_mean, stages_from_config
-from .models import apply_freeze, component_params, param_groups, vision_blocks_pattern
+from .models import apply_freeze, component_params, param_groups, parameter_table, vision_blocks_pattern
 
 # %% ../nbs/04g_scenarios.ipynb #d96d8174
 _TOWERS_LOW_LR = {"vision": 0.1, "merger": 0.1, "dinov2": 0.1}
@@ -170,10 +170,7 @@ def meta_model(qwen:str="3b", # "tiny", "3b" or "7b"
 def parameter_counts(model:nn.Module, # a fused model (meta or real) with its freezing applied
                     )->dict[str, dict[str, int]]: # component (and "total") -> {"total", "trainable"}
     "Total and trainable parameters of each component (and 'total'), with the model's current `requires_grad`."
-    out = {c: {"total": sum(p.numel() for _, p in ps), "trainable": sum(p.numel() for _, p in ps if p.requires_grad)}
-           for c, ps in component_params(model).items()}
-    out["total"] = {k: sum(v[k] for v in out.values()) for k in ("total", "trainable")}
-    return out
+    return {r["component"]: {"total": r["total"], "trainable": r["trainable"]} for r in parameter_table(model)}
 
 # %% ../nbs/04g_scenarios.ipynb #9de18fa7
 MEMORY_REGIMES = {   # bytes per parameter: weights (all), gradients and Adam moments (trainable)

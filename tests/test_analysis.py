@@ -5,7 +5,8 @@ import pytest
 from dual_vision_nb.data import make_shapes_dataset, load_records, record_to_messages
 from dual_vision_nb.recipe import train
 from dual_vision_nb.inference import load_for_inference
-from dual_vision_nb.analysis import analyze_model_outputs, evaluate_records, plot_training_curves, read_metrics
+from dual_vision_nb.analysis import analyze_model_outputs, plot_training_curves, read_metrics
+from dual_vision_nb.evaluation import evaluate_records
 from runs import tiny_model_config
 
 
