@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['FEATURES', 'HEAD_TYPES', 'HEADS_PATTERN', 'HEADS_COMPONENT_PATTERNS', 'DOUBLE_LOOP_DEFAULTS', 'ENV_PREFIX',
            'N_SIGNALS', 'masked_mean', 'sample_image_features', 'prompt_mask_from_labels', 'focal_loss',
-           'clip_contrastive_loss', 'uncertainty_weighted_loss', 'TaskHead', 'ClassificationHead', 'RegressionHead',
-           'MultiLabelHead', 'ContrastiveHead', 'SequenceGenerationHead', 'MultiTaskHead', 'DualVisionHeadsOutput',
-           'DualVisionWithHeads', 'count_records', 'TaskDataset', 'TaskCollator', 'HeadsLoss', 'double_loop_settings',
-           'lr_scale', 'DoubleLoopController', 'DoubleLoopCB']
+           'uncertainty_weighted_loss', 'TaskHead', 'ClassificationHead', 'RegressionHead', 'MultiLabelHead',
+           'ContrastiveHead', 'SequenceGenerationHead', 'MultiTaskHead', 'DualVisionHeadsOutput', 'DualVisionWithHeads',
+           'count_records', 'TaskDataset', 'TaskCollator', 'HeadsLoss', 'double_loop_settings', 'lr_scale',
+           'DoubleLoopController', 'DoubleLoopCB']
 
 # %% ../nbs/08_double_loop.ipynb #6da68de1
 import json, math, os, warnings
@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from safetensors.torch import load_file, save_file
 from .fusion import COMPONENT_PATTERNS, DualVisionCausalLMOutput, DualVisionForConditionalGeneration
 from .fusion import component_of, pool_per_image
-from .losses import lm_loss
+from .losses import lm_loss, symmetric_contrastive_loss
 from .data import DualVisionDataset, PaddedCollator
 from .trainer import Callback
 from .callbacks import GradNormCB
@@ -70,12 +70,6 @@ def focal_loss(logits:Tensor, # (B, C) class scores
     loss = -(1 - logp.exp()).pow(gamma) * logp
     if alpha is not None: loss = loss * torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)[target[keep]]
     return loss.mean()
-
-def clip_contrastive_loss(logits_per_image:Tensor, # (B, B) scaled similarities, row i = image i against every text
-                         )->Tensor: # scalar: symmetric cross-entropy, log B for uninformative logits
-    "CLIP's loss: image i must pick text i among the batch, and text i image i."
-    target = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
-    return (F.cross_entropy(logits_per_image.float(), target) + F.cross_entropy(logits_per_image.float().T, target)) / 2
 
 # %% ../nbs/08_double_loop.ipynb #a929803c
 def uncertainty_weighted_loss(losses:dict[str, Tensor], # task -> scalar loss
@@ -191,7 +185,7 @@ class ContrastiveHead(TaskHead):
         "(B, B) logits: row i = image i against every text of the batch."
         zi, zt = F.normalize(self.proj_image(image), dim=-1), F.normalize(self.proj_text(text), dim=-1)
         return self.logit_scale.clamp(max=math.log(self.max_logit_scale)).exp() * zi @ zt.T
-    def loss(self, pred:Tensor, target=None)->Tensor: return clip_contrastive_loss(pred)
+    def loss(self, pred:Tensor, target=None)->Tensor: return symmetric_contrastive_loss(pred)
     def metrics(self, pred, target=None):
         return {"acc": (pred.argmax(-1) == torch.arange(len(pred), device=pred.device)).float().mean().detach()}
 

@@ -12,7 +12,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SCHEDULE_KEYS', 'LOSS_TERMS', 'LOSS_PRESETS', 'supervised_positions', 'lm_loss', 'lm_loss_by_span',
-           'fusion_diversity_loss', 'info_nce_loss', 'consistency_loss', 'WeightSchedule', 'DualVisionLoss']
+           'fusion_diversity_loss', 'symmetric_contrastive_loss', 'info_nce_loss', 'consistency_loss', 'WeightSchedule',
+           'DualVisionLoss']
 
 # %% ../nbs/02_losses.ipynb #35db69ed
 def _shift(labels:Tensor, fill:int)->Tensor:
@@ -103,6 +104,13 @@ def fusion_diversity_loss(fusion_weights:Tensor, # (n_images, 2) softmax weights
     return math.log(w.shape[-1]) - entropy
 
 # %% ../nbs/02_losses.ipynb #f9abca00
+def symmetric_contrastive_loss(logits:Tensor, # (n, n) scaled similarities; row i = item i of one view against every item of the other
+                              )->Tensor: # scalar: mean of the row-wise and column-wise cross-entropies (log n when uninformative)
+    "CLIP's loss: item i of each view must pick item i of the other among the batch (positives on the diagonal)."
+    logits = logits.float()
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
 def info_nce_loss(pooled_qwen:Tensor, # (n_images, C) each image's mean-pooled projected Qwen tokens
                   pooled_dinov2:Tensor, # (n_images, C) the same images' mean-pooled projected DINOv2 tokens
                   temperature:float=0.07, # softmax temperature on the cosine similarities (CLIP's initial value)
@@ -116,9 +124,7 @@ def info_nce_loss(pooled_qwen:Tensor, # (n_images, C) each image's mean-pooled p
                          f"{pooled_qwen.shape[0]}; DualVisionLoss skips the contrastive term on such batches")
     if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
     q, d = F.normalize(pooled_qwen.float(), dim=-1), F.normalize(pooled_dinov2.float(), dim=-1)
-    sim = q @ d.T / temperature                                      # (n, n): row i = Qwen view of image i vs all
-    target = torch.arange(sim.shape[0], device=sim.device)           # positives on the diagonal
-    return (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target)) / 2
+    return symmetric_contrastive_loss(q @ d.T / temperature)        # (n, n): row i = Qwen view of image i vs all
 
 # %% ../nbs/02_losses.ipynb #29d4da5d
 def consistency_loss(proj_qwen:Tensor, # (N_tokens, C) projected Qwen tokens
