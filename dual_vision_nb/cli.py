@@ -10,7 +10,7 @@ __all__ = ['USER_ERRORS', 'cli_errors', 'exit_status', 'quiet_libraries', 'dvn_t
 import contextlib, json, os, sys
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .config import ConfigError, DVNConfig, FREEZE_FLAGS, check_inputs, check_output_dir, parse_duration
+from .config import ConfigAliasWarning, ConfigError, DVNConfig, FREEZE_FLAGS, check_inputs, check_output_dir, parse_duration
 
 # %% ../nbs/10_cli.ipynb #4419f65e
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
@@ -21,6 +21,12 @@ def cli_errors(prog:str, # the command's name, which starts every message
                flags:dict|None=None, # config key -> the flag that set it ("training.max_steps": "--max_steps")
               ):
     "A user's mistake becomes one line naming the argument and the fix (exit status 2); Ctrl-C exits 130; tracebacks only with `debug`."
+    import warnings
+    show = warnings.showwarning
+    def one_line(message, category, *args, **kwargs):       # a config's renamed key: one line, like the errors
+        if issubclass(category, ConfigAliasWarning): print(f"{prog}: {message}", file=sys.stderr)
+        else: show(message, category, *args, **kwargs)
+    warnings.showwarning = one_line
     try: yield
     except SystemExit: raise
     except KeyboardInterrupt:
@@ -34,6 +40,7 @@ def cli_errors(prog:str, # the command's name, which starts every message
         if debug: raise
         print(f"{prog}: unexpected {type(e).__name__}: {e} (run it again with --debug for the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
+    finally: warnings.showwarning = show
 
 def exit_status(end:dict|None)->int:
     "The exit status for how a fit ended: 0, or 130 / 143 for a run stopped by SIGINT / SIGTERM."

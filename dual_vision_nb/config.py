@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'FUSION_FIELDS', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE', 'ConfigError',
-           'did_you_mean', 'setting', 'describe', 'check_value', 'section_from_dict', 'freeze_settings',
-           'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig',
-           'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'set_key', 'DVNConfig', 'three_stage_schedule',
-           'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS',
+           'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value', 'section_from_dict',
+           'freeze_settings', 'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig',
+           'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'ConfigAliasWarning', 'resolve_aliases',
+           'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume',
+           'check_output_dir', 'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -301,6 +302,53 @@ class LoggingConfig:
     progress_bar: bool = True
     print_every_steps: int | None = setting(None, ge=1)   # a plain line (step, loss, LR, speed) every N steps
 
+# %% ../nbs/04_config.ipynb #9827cf42
+class ConfigAliasWarning(UserWarning): "A config used another name for one of our settings; the note names ours."
+
+_flag = lambda ours: (lambda v: ours[bool(v)])
+_GROUP_LR = lambda group: (lambda v: {group: v})
+KEY_ALIASES = {   # (section, their key) -> (section, our key, how their value becomes ours)
+    ("model", "qwen_model_name"): ("model", "qwen", None),
+    ("model", "dinov2_model_name"): ("model", "dinov2", None),
+    ("model", "dropout"): ("model", "fusion_dropout", None),
+    ("model", "use_flash_attention"): ("model", "attn_implementation", _flag({True: "flash_attention_2", False: "sdpa"})),
+    ("model", "gradient_checkpointing"): ("model", "activation_checkpointing", None),
+    ("training", "gradient_checkpointing"): ("model", "activation_checkpointing", None),
+    ("training", "bf16"): ("training", "mixed_precision", _flag({True: "bf16", False: "no"})),
+    ("training", "diversity_loss_weight"): ("loss", "diversity_weight", None),
+    ("training", "collator_type"): ("training", "packing", lambda v: {"packed": True, "padded": False, "standard": False}.get(v, v)),
+    **{("training", f"{g}_lr"): ("training", "group_lrs", _GROUP_LR(g)) for g in ("vision", "merger", "llm", "detection", "adapter")},
+}
+STAGE_KEY_ALIASES = {"mode": "training_mode"}     # in each curriculum stage
+
+def resolve_aliases(d:dict, # a config dict, as read from a file
+                   )->dict: # the same config in our key names (a new dict; `d` is not changed)
+    "Rename other configs' keys (`KEY_ALIASES`) to ours, with a note for each; both names at once is a `ConfigError`."
+    import copy, warnings
+    d = copy.deepcopy(d)
+    def note(theirs, ours, v): warnings.warn(f"config: {theirs} is read as {ours}" + (f" = {v!r}" if v is not None else ""), ConfigAliasWarning, stacklevel=4)
+    for (sec, key), (to_sec, to_key, conv) in KEY_ALIASES.items():
+        src = d.get(sec)
+        if not isinstance(src, dict) or key not in src: continue
+        v = src.pop(key)
+        new = conv(v) if conv else v
+        dest = d.setdefault(to_sec, {})
+        if not isinstance(dest, dict): raise ConfigError(to_sec, f"expected an object {{...}} of settings, got {_show(dest)}")
+        if isinstance(new, dict) and isinstance(dest.get(to_key), dict):
+            clash = set(new) & set(dest[to_key])
+            if clash: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key}.{clash.pop()} are both given; keep {to_sec}.{to_key}")
+            dest[to_key] = {**dest[to_key], **new}
+        elif to_key in dest: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key} are both given (the same setting); keep {to_sec}.{to_key}")
+        else: dest[to_key] = new
+        note(f"{sec}.{key}", f"{to_sec}.{to_key}", new if conv else None)
+    stages = (d.get("curriculum_training") or {}).get("stages") if isinstance(d.get("curriculum_training"), dict) else None
+    for i, s in enumerate(stages if isinstance(stages, list) else []):
+        for theirs, ours in STAGE_KEY_ALIASES.items():
+            if isinstance(s, dict) and theirs in s:
+                if ours in s: raise ConfigError(f"curriculum_training.stages[{i}].{theirs}", f"and {ours} are both given; keep {ours}")
+                s[ours] = s.pop(theirs); note(f"curriculum_training.stages[{i}].{theirs}", ours, None)
+    return d
+
 # %% ../nbs/04_config.ipynb #9fa7fafd
 SECTIONS = {"model": ModelConfig, "freeze_config": FreezeConfig, "training": TrainingConfig,
             "curriculum_training": CurriculumConfig, "data": DataConfig, "logging": LoggingConfig}
@@ -327,6 +375,7 @@ class DVNConfig:
                  )->"DVNConfig":
         "Validate a config dict: unknown keys, wrong types, out-of-range values and conflicts are `ConfigError`s."
         if not isinstance(d, dict): raise ConfigError(None, f"a config is an object of sections ({', '.join(SECTIONS)}, loss), got {_show(d)[:60]}")
+        d = resolve_aliases(d)
         for k, v in (overrides or {}).items(): d = set_key(d, k, v)
         for k in d:
             if k not in {*SECTIONS, "loss"}: raise ConfigError(k, f"unknown section{did_you_mean(k, [*SECTIONS, 'loss'])}; sections: {', '.join(SECTIONS)}, loss")
