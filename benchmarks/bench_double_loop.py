@@ -2,8 +2,7 @@
 
 For each seed, two runs through the trainer's own `train(config)`: identical model initialisation, data order and
 number of optimizer steps; one with the fixed schedule (warm-up + cosine), one with `DoubleLoopCB` in
-`training.callbacks` (settings through the DVN_DOUBLE_LOOP_* environment variables, as any `dvn_train` run would
-read them). Reports the final validation loss and the held-out answer accuracy (greedy, exact match) of every run,
+`training.callbacks` (its settings as the callback's arguments, as any `dvn_train` config gives them). Reports the final validation loss and the held-out answer accuracy (greedy, exact match) of every run,
 their mean ± std over seeds, and the paired per-seed differences. Writes benchmarks/results/double_loop.json.
 
 Not a test: a small budget (~5 min on one thread of a shared 2-core CPU, ~3 min unloaded), run by hand.
@@ -33,8 +32,7 @@ def one_run(arm, seed, data, a, tmp):
     from dual_vision_nb.data import load_records
     from dual_vision_nb.evaluation import answer_accuracy
     from dual_vision_nb.recipe import train
-    os.environ.update({"DVN_DOUBLE_LOOP_EVERY": str(a.every), "DVN_DOUBLE_LOOP_SEED": str(seed)})
-    cbs = ["dual_vision_nb.double_loop:DoubleLoopCB"] if arm == "double_loop" else []
+    cbs = [{"cls": "dual_vision_nb.double_loop:DoubleLoopCB", "args": {"every": a.every, "seed": seed}}] if arm == "double_loop" else []
     t0 = time.time()
     learn = train(config(tmp / f"{arm}-{seed}", data, seed, a.steps, cbs, a.n_train))
     train_s = time.time() - t0

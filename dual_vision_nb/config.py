@@ -169,9 +169,13 @@ def _check_patterns(key, value):
         except (re.error, TypeError) as e: raise ConfigError(f"{key}.{g}", f"{pat!r} is not a regular expression ({e})") from None
 
 def _check_callbacks(key, value):
+    "Each callback is an import path 'package.module:ClassName', or {'cls': that path, 'args': {its keyword arguments}}."
     for i, c in enumerate(value):
-        if not (isinstance(c, str) and re.fullmatch(r"[\w.]+:\w+", c)):
-            raise ConfigError(f"{key}[{i}]", f"{_show(c)}: an import path 'package.module:ClassName'")
+        path = c.get("cls") if isinstance(c, dict) else c
+        if isinstance(c, dict) and (set(c) - {"cls", "args"} or not isinstance(c.get("args", {}), dict)):
+            raise ConfigError(f"{key}[{i}]", f"{_show(c)}: use {{\"cls\": \"package.module:ClassName\", \"args\": {{...}}}}")
+        if not (isinstance(path, str) and re.fullmatch(r"[\w.]+:\w+", path)):
+            raise ConfigError(f"{key}[{i}]", f"{_show(c)}: an import path 'package.module:ClassName', or {{\"cls\": path, \"args\": {{...}}}}")
 
 # %% ../nbs/04_config.ipynb #467808eb
 @dataclass
@@ -252,7 +256,7 @@ class TrainingConfig:
     group_by_length: bool = False      # batches of similar-length samples (`LengthGroupedSampler`): less padding
     length_megabatch: int = setting(50, ge=1)   # with group_by_length: batches per sorted group (more: less padding, less mixing)
     resume: str | None = None
-    callbacks: list = setting(factory=list, check=_check_callbacks)   # "module:Class" import paths, constructed with no argument
+    callbacks: list = setting(factory=list, check=_check_callbacks)   # "module:Class", or {"cls": "module:Class", "args": {...}}
     detection_freeze_epochs: int = setting(0, ge=0)   # the detection head (groups detection, adapter) stays frozen this many epochs
 
 @dataclass

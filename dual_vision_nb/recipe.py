@@ -75,11 +75,18 @@ def build_dataloaders(cfg:DVNConfig, processor, train, valid, num_processes:int=
     return train_dl, valid_dl
 
 # %% ../nbs/04d_recipe.ipynb #eb6adc5b
-def _import_callback(path:str)->Callback:
-    import importlib
+def _import_callback(spec:str|dict, where:str="training.callbacks")->Callback:
+    "A callback from `training.callbacks`: 'module:Class' (no arguments) or {'cls': 'module:Class', 'args': {...}}."
+    import importlib, inspect
+    path, args = (spec["cls"], spec.get("args") or {}) if isinstance(spec, dict) else (spec, {})
     mod, _, name = path.partition(":")
-    try: return getattr(importlib.import_module(mod), name)()
-    except (ImportError, AttributeError) as e: raise ConfigError("training.callbacks", f"{path!r} cannot be imported ({e})") from None
+    try: cls = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e: raise ConfigError(where, f"{path!r} cannot be imported ({e})") from None
+    try: return cls(**args)
+    except (TypeError, ValueError) as e:
+        try: accepted = ", ".join(p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs"))
+        except (TypeError, ValueError): accepted = "?"
+        raise ConfigError(where, f"{path} with args {args}: {e} (it takes: {accepted or 'no arguments'})") from None
 
 def build_run(cfg:DVNConfig)->Learner:
     "Processor, model, data, loss and a `Learner` with the standard callbacks, from a validated config."
@@ -105,7 +112,7 @@ def build_run(cfg:DVNConfig)->Learner:
     if t.early_stopping_patience: cbs.append(EarlyStoppingCB(t.metric, t.early_stopping_patience, t.early_stopping_min_delta, t.greater_is_better))
     if t.scheduler == "plateau": cbs.append(PlateauCB(t.metric, t.plateau_factor, t.plateau_patience, t.greater_is_better))
     if t.detection_freeze_epochs: cbs.append(DetectionFreezeCB(t.detection_freeze_epochs))
-    cbs += [_import_callback(c) for c in t.callbacks]
+    cbs += [_import_callback(c, f"training.callbacks[{i}]") for i, c in enumerate(t.callbacks)]
     learn = Learner(model, train_dl, valid_dl, loss, t, stages_from_config(cfg), cfg.freeze_config.settings(), cbs,
                     processor, acc)
     learn.config, learn.train_ds, learn.valid_ds = cfg, train, valid

@@ -6,7 +6,7 @@ from dual_vision_nb.data import make_shapes_dataset
 from runs import run_dvn_train, tiny_run_config as _config, write_config as _write
 
 HERE = Path(__file__).parent
-CONTROLLER = "dual_vision_nb.double_loop:DoubleLoopCB"
+CONTROLLER = {"cls": "dual_vision_nb.double_loop:DoubleLoopCB", "args": {"every": 3}}   # a decision every 3 steps
 
 
 def _curves(run_dir, prefix=("train/loss", "lr/", "double_loop/")):
@@ -18,7 +18,7 @@ def _curves(run_dir, prefix=("train/loss", "lr/", "double_loop/")):
 
 
 def _dvn_train(*args, env=None, check=True):
-    return run_dvn_train(*args, env={"DVN_DOUBLE_LOOP_EVERY": "3", **(env or {})}, check=check)
+    return run_dvn_train(*args, env=env, check=check)
 
 
 def _controller_state(run_dir, step):
@@ -57,12 +57,11 @@ def test_kill_and_resume_with_controller_is_exact(tmp_path):
 
 
 def test_disabled_controller_changes_nothing(tmp_path, monkeypatch):
-    "DVN_DOUBLE_LOOP_ENABLED=0: the run is the fixed schedule's, bit for bit."
+    "enabled: false: the run is the fixed schedule's, bit for bit."
     from dual_vision_nb.recipe import train
     from dual_vision_nb.double_loop import DoubleLoopCB
-    monkeypatch.setenv("DVN_DOUBLE_LOOP_ENABLED", "0")
-    off = train(_config(tmp_path, tmp_path / "off", max_steps=6, callbacks=[CONTROLLER]))
-    monkeypatch.delenv("DVN_DOUBLE_LOOP_ENABLED")
+    off_cb = {"cls": CONTROLLER["cls"], "args": {"enabled": False}}
+    off = train(_config(tmp_path, tmp_path / "off", max_steps=6, callbacks=[off_cb]))
     assert not next(c for c in off.cbs if isinstance(c, DoubleLoopCB)).enabled
     train(_config(tmp_path, tmp_path / "none", max_steps=6))
     assert _curves(tmp_path / "off")["train/loss"] == _curves(tmp_path / "none")["train/loss"]
