@@ -146,7 +146,7 @@ class FreezeGroupsCB(Callback):
     def load_state_dict(self, s): self.epochs_done = s["epochs_done"]
 
 class DetectionFreezeCB(FreezeGroupsCB):
-    "The seed's `detection_freeze_epochs`: the detection head and its adapters frozen for the first `epochs` epochs."
+    "`training.detection_freeze_epochs`: the detection head and its adapters frozen for the first `epochs` epochs."
     def __init__(self, epochs:int=1): super().__init__(("detection", "adapter"), epochs)
 
 class StatusTableCB(Callback):

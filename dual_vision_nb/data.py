@@ -174,7 +174,7 @@ def _record_images(raw:dict)->list[str]:
         raise RecordError(f"{keys[0]!r} must be a path or a list of paths, got {images!r}")
     return images
 
-def normalize_record(raw:dict, # a record in the seed or LLaVA format (or already normalised)
+def normalize_record(raw:dict, # a record in our format or LLaVA's (or already normalised)
                      index:int|None=None, # its position in the source, for errors
                      source:str|None=None, # the file it came from, for errors
                      default_type:str="vqa", # type for records without a `type` tag
@@ -902,7 +902,7 @@ def create_dataset(config:dict, # {"type": ..., "args": {...}} or {"type": "mult
                    processor, # a `DualVisionProcessor`
                    **defaults, # `DualVisionDataset` arguments for every dataset (max_length, on_bad_record, ...)
                   )->Dataset:
-    "A `DualVisionDataset` or a `MultiDataset` from the seed's configuration dict."
+    "A `DualVisionDataset` or a `MultiDataset` from a configuration dict."
     kind = config.get("type")
     if kind == "multi":
         subs = [create_dataset(c, processor, **defaults) for c in config.get("datasets", [])]

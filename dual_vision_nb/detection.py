@@ -520,7 +520,7 @@ class DetectionCollator:
 def teacher_student_record(student:dict, # a normalised record: its last image is the detection target
                            teachers:list[dict], # normalised records shown first, as worked examples
                           )->dict: # one multi-image conversation; `objects` are the student's
-    "The seed's conversation: each teacher's image and exchange, then the student's image and answer."
+    "A teacher/student conversation: each teacher's image and exchange, then the student's image and answer."
     recs = [*teachers, student]
     out = {"images": [str(_resolve_image_path(p, r.get("_image_root"))) for r in recs for p in r["images"]],
            "conversations": [t for r in recs for t in r["conversations"] if t["role"] != "system"],
@@ -551,7 +551,7 @@ def teacher_student_lm(logits:Tensor, # (B, L, V)
 def detection_losses(det:DetectionOutput|None, # the head's output with targets, matches and caption logits
                      focal_alpha:float=0.25, focal_gamma:float=2.0,
                     )->dict: # bbox_l1, giou (÷ objects), objectness, caption (÷ annotated images); absent if not computable
-    "The detection terms on the matched pairs, normalised as in the seed's table."
+    "The detection terms on the matched pairs: box terms ÷ true objects, objectness and caption ÷ annotated images."
     if det is None or det.matches is None: return {}
     annotated = [i for i, m in enumerate(det.matches) if m is not None]
     if not annotated: return {}
@@ -579,7 +579,7 @@ LM_REDUCTIONS = ("teacher_plus_student", "token_mean")
 class DetectionLoss:
     "Teacher LM + student LM + the weighted detection terms (+ optional fusion regularisers), every component logged."
     def __init__(self, lm_weight:float|dict=1.0, # weight (or schedule) of the LM terms
-                 lm_reduction:str="teacher_plus_student", # the seed's teacher_lm + student_lm, or "token_mean" (`lm_loss`)
+                 lm_reduction:str="teacher_plus_student", # teacher_lm + student_lm, or "token_mean" (`lm_loss`)
                  detection_bbox_weight:float|dict=5.0, # box L1, ÷ objects
                  detection_giou_weight:float|dict=2.0, # 1 - GIoU, ÷ objects
                  detection_objectness_weight:float|dict=2.0, # focal objectness, ÷ annotated images

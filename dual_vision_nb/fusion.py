@@ -87,7 +87,7 @@ def _zero_linear(dim_in, dim_out):
 
 # %% ../nbs/01_fusion.ipynb #84222791
 class GatedFusion(_StreamProjections):
-    "The seed's fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
+    "Gated fusion: project both streams, pool per image, gate -> softmax (w_qwen, w_dinov2), weighted sum."
     def __init__(self, qwen_dim:int, # width of Qwen's merged tokens (= LM width)
                  dinov2_dim:int, # width of DINOv2's merged tokens (4 x DINOv2 hidden)
                  lm_dim:int, # LM width
