@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['DATA_ORDER_FIELDS', 'NaNGuardCB', 'GradNormCB', 'EvalCB', 'TrackerCB', 'EarlyStoppingCB', 'PlateauCB',
-           'FreezeGroupsCB', 'DetectionFreezeCB', 'StatusTableCB', 'LoggerCB', 'ProgressCB', 'PrintCB', 'fsync_tree',
-           'publish_dir', 'write_json_atomic', 'check_model_config', 'save_checkpoint', 'load_checkpoint',
-           'CheckpointCB', 'cpu_ticks', 'CPUThreadsCB']
+           'FreezeGroupsCB', 'StatusTableCB', 'LoggerCB', 'ProgressCB', 'PrintCB', 'fsync_tree', 'publish_dir',
+           'write_json_atomic', 'check_model_config', 'save_checkpoint', 'load_checkpoint', 'CheckpointCB', 'cpu_ticks',
+           'CPUThreadsCB']
 
 # %% ../nbs/04c_callbacks.ipynb #f626cb61
 import csv, json, math, os, re, shutil, sys, time, warnings
@@ -121,13 +121,13 @@ class PlateauCB(TrackerCB):
 class FreezeGroupsCB(Callback):
     "Hold the named parameter groups frozen for the first `epochs` epochs of the fit (counted over stages), then train them."
     order = -10                        # before StatusTableCB, so its table shows them frozen
-    def __init__(self, groups:tuple=("detection", "adapter"), # parameter groups (names of `param_groups`)
+    def __init__(self, groups:tuple, # parameter groups (names of `param_groups`, e.g. ("fusion",))
                  epochs:int=1):        # epochs they stay frozen
         self.groups, self.epochs, self.epochs_done, self.held = tuple(groups), epochs, 0, []
 
     def _params(self)->list:
         learn = self.learn
-        patterns = {**DEFAULT_GROUP_PATTERNS, **learn.cfg.extra_param_groups}
+        patterns = {**DEFAULT_GROUP_PATTERNS, **getattr(learn.unwrapped, "group_patterns", {}), **learn.cfg.extra_param_groups}
         for g in self.groups:
             if g not in patterns: raise ValueError(f"{type(self).__name__}: unknown parameter group {g!r}{did_you_mean(g, patterns)}")
         return [p for n, p in learn.unwrapped.named_parameters() if any(re.search(patterns[g], n) for g in self.groups)]
@@ -144,10 +144,6 @@ class FreezeGroupsCB(Callback):
     def after_epoch(self): self.epochs_done += 1
     def state_dict(self): return {"epochs_done": self.epochs_done}
     def load_state_dict(self, s): self.epochs_done = s["epochs_done"]
-
-class DetectionFreezeCB(FreezeGroupsCB):
-    "`training.detection_freeze_epochs`: the detection head and its adapters frozen for the first `epochs` epochs."
-    def __init__(self, epochs:int=1): super().__init__(("detection", "adapter"), epochs)
 
 class StatusTableCB(Callback):
     "Print the parameter freeze status table at the start of each stage."

@@ -137,6 +137,7 @@ def dvn_infer(checkpoint:str=None, # a save_pretrained folder (RUN/model), a tra
               batch_size:int=8, # --batch: conversations per generate() call
               encoder_mode:str="fused", # fused, qwen or dinov2
               max_new_tokens:int=64, # answer length limit
+              score_threshold:float=0.5, # a detection model: the objectness probability a box needs to be printed
               stream:store_true=False, # print the answer as it is generated
               n_runs:int=3, # --benchmark: timed runs after one warm-up
               device:str=None, # cuda, cpu, cuda:1... (default: cuda when available)
@@ -176,6 +177,11 @@ def dvn_infer(checkpoint:str=None, # a save_pretrained folder (RUN/model), a tra
         else:
             result["answer"] = model.chat(messages, encoder_mode=encoder_mode, **gen)
             if not (compare_encoders or benchmark): print(result["answer"])
+        if image and hasattr(model, "detect"):         # a detection model also says where the objects are
+            result["detections"] = model.detect(image, score_threshold=score_threshold, encoder_mode=encoder_mode)
+            for d in result["detections"]:
+                print(f"box {[round(v, 1) for v in d['bbox']]}  score {d['score']:.2f}  {d['caption']!r}")
+            if not result["detections"]: print(f"no box above score {score_threshold} (--score_threshold)")
         if compare_encoders:
             result["compare_encoders"] = model.compare_encoders(messages, **gen)
             print_comparison(result["compare_encoders"])

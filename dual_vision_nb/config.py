@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS',
-           'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value', 'section_from_dict',
-           'freeze_settings', 'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig',
-           'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'ConfigAliasWarning', 'resolve_aliases',
-           'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume',
-           'check_output_dir', 'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS',
+           'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value',
+           'section_from_dict', 'freeze_settings', 'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig',
+           'TrainingConfig', 'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'ConfigAliasWarning',
+           'resolve_aliases', 'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state',
+           'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -140,6 +140,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 # the processor's resize bounds, in pixels: 4 to 256 image tokens (one token covers 28x28 px); every processor default
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
+EXTENSION_NAMES = ("detection",)   # optional parts a config can add (`EXTENSIONS` in 04a_models)
 
 def parse_duration(value)->float:
     "Seconds from a number of seconds or a 'HH:MM:SS' / 'DD:HH:MM:SS' text."
@@ -257,7 +258,6 @@ class TrainingConfig:
     length_megabatch: int = setting(50, ge=1)   # with group_by_length: batches per sorted group (more: less padding, less mixing)
     resume: str | None = None
     callbacks: list = setting(factory=list, check=_check_callbacks)   # "module:Class", or {"cls": "module:Class", "args": {...}}
-    detection_freeze_epochs: int = setting(0, ge=0)   # the detection head (groups detection, adapter) stays frozen this many epochs
 
 @dataclass
 class StageConfig:
@@ -320,6 +320,9 @@ KEY_ALIASES = {   # (section, their key) -> (section, our key, how their value b
     ("training", "gradient_checkpointing"): ("model", "activation_checkpointing", None),
     ("training", "bf16"): ("training", "mixed_precision", _flag({True: "bf16", False: "no"})),
     ("training", "diversity_loss_weight"): ("loss", "diversity_weight", None),
+    ("training", "detection_freeze_epochs"): ("extensions", "detection.freeze_epochs", None),
+    ("training", "num_queries"): ("extensions", "detection.num_queries", None),
+    ("training", "detection_decoder_num_layers"): ("extensions", "detection.decoder_layers", None),
     ("training", "collator_type"): ("training", "packing", lambda v: {"packed": True, "padded": False, "standard": False}.get(v, v)),
     **{("training", f"{g}_lr"): ("training", "group_lrs", _GROUP_LR(g)) for g in ("vision", "merger", "llm", "detection", "adapter")},
 }
@@ -337,14 +340,19 @@ def resolve_aliases(d:dict, # a config dict, as read from a file
         v = src.pop(key)
         new = conv(v) if conv else v
         dest = d.setdefault(to_sec, {})
+        *inner, to_key = to_key.split(".")                  # a nested target: extensions.detection.freeze_epochs
+        for part in inner:
+            if not isinstance(dest, dict): break
+            dest = dest.setdefault(part, {})
         if not isinstance(dest, dict): raise ConfigError(to_sec, f"expected an object {{...}} of settings, got {_show(dest)}")
+        to_key_full = ".".join([*inner, to_key])
         if isinstance(new, dict) and isinstance(dest.get(to_key), dict):
             clash = set(new) & set(dest[to_key])
-            if clash: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key}.{clash.pop()} are both given; keep {to_sec}.{to_key}")
+            if clash: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key_full}.{clash.pop()} are both given; keep {to_sec}.{to_key_full}")
             dest[to_key] = {**dest[to_key], **new}
-        elif to_key in dest: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key} are both given (the same setting); keep {to_sec}.{to_key}")
+        elif to_key in dest: raise ConfigError(f"{sec}.{key}", f"and {to_sec}.{to_key_full} are both given (the same setting); keep {to_sec}.{to_key_full}")
         else: dest[to_key] = new
-        note(f"{sec}.{key}", f"{to_sec}.{to_key}", new if conv else None)
+        note(f"{sec}.{key}", f"{to_sec}.{to_key_full}", new if conv else None)
     stages = (d.get("curriculum_training") or {}).get("stages") if isinstance(d.get("curriculum_training"), dict) else None
     for i, s in enumerate(stages if isinstance(stages, list) else []):
         for theirs, ours in STAGE_KEY_ALIASES.items():
@@ -369,6 +377,7 @@ class DVNConfig:
     freeze_config: FreezeConfig = field(default_factory=FreezeConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: dict = field(default_factory=dict)
+    extensions: dict = field(default_factory=dict)   # optional parts of the model: {name: settings} (`EXTENSIONS` in 04a_models)
     curriculum_training: CurriculumConfig = field(default_factory=CurriculumConfig)
     data: DataConfig = field(default_factory=DataConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -382,9 +391,17 @@ class DVNConfig:
         d = resolve_aliases(d)
         for k, v in (overrides or {}).items(): d = set_key(d, k, v)
         for k in d:
-            if k not in {*SECTIONS, "loss"}: raise ConfigError(k, f"unknown section{did_you_mean(k, [*SECTIONS, 'loss'])}; sections: {', '.join(SECTIONS)}, loss")
+            if k not in {*SECTIONS, "loss", "extensions"}:
+                raise ConfigError(k, f"unknown section{did_you_mean(k, [*SECTIONS, 'loss', 'extensions'])}; sections: {', '.join(SECTIONS)}, loss, extensions")
         if not isinstance(d.get("loss") or {}, dict): raise ConfigError("loss", f"expected an object {{...}} of loss settings, got {_show(d['loss'])}")
-        cfg = cls(**{k: section_from_dict(c, d.get(k), k) for k, c in SECTIONS.items()}, loss=dict(d.get("loss") or {}))
+        ext = d.get("extensions") or {}
+        if not isinstance(ext, dict): raise ConfigError("extensions", f"expected an object {{name: settings}}, got {_show(ext)}")
+        for name, settings in ext.items():
+            if name not in EXTENSION_NAMES: raise ConfigError(f"extensions.{name}", f"unknown extension{did_you_mean(name, EXTENSION_NAMES)}; extensions: {', '.join(EXTENSION_NAMES)}")
+            if not isinstance(settings, dict): raise ConfigError(f"extensions.{name}", f"expected an object {{...}} of settings, got {_show(settings)}")
+        if len(ext) > 1: raise ConfigError("extensions", f"{', '.join(ext)}: one extension per run")
+        cfg = cls(**{k: section_from_dict(c, d.get(k), k) for k, c in SECTIONS.items()}, loss=dict(d.get("loss") or {}),
+                  extensions={k: dict(v) for k, v in ext.items()})
         cfg.curriculum_training.stages = [s if isinstance(s, StageConfig) else section_from_dict(StageConfig, s, f"curriculum_training.stages[{i}]")
                                           for i, s in enumerate(cfg.curriculum_training.stages)]
         cfg.check()

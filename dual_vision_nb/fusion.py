@@ -332,8 +332,6 @@ COMPONENT_PATTERNS = {
     "projections": r"^model\.fusion\.(norm|proj)_(qwen|dinov2)\.",
     "fusion":      r"^model\.fusion\.(?!(norm|proj)_(qwen|dinov2)\.)",
     "llm":         r"^(model\.language_model\.|lm_head\.)",
-    "detection":   r"^detection_head\.(?!(vision|language)_adapter\.)",   # the grounding head of `07_detection`, minus ...
-    "adapter":     r"^detection_head\.(vision|language)_adapter\.",       # ... its two adapters
 }
 
 def component_of(name:str, patterns:dict=COMPONENT_PATTERNS)->str:
@@ -343,9 +341,10 @@ def component_of(name:str, patterns:dict=COMPONENT_PATTERNS)->str:
     return hits[0]
 
 def _component_names(self:DualVisionForConditionalGeneration)->dict[str, list[str]]:
-    "Parameter names of each named component (qwen_vision, qwen_merger, dinov2, projections, fusion, llm)."
-    out = {c: [] for c in COMPONENT_PATTERNS}
-    for n, _ in self.named_parameters(): out[component_of(n)].append(n)
+    "Parameter names of each named component (qwen_vision, qwen_merger, dinov2, projections, fusion, llm, and an extension's own)."
+    patterns = getattr(self, "component_patterns", COMPONENT_PATTERNS)
+    out = {c: [] for c in patterns}
+    for n, _ in self.named_parameters(): out[component_of(n, patterns)].append(n)
     return out
 DualVisionForConditionalGeneration.component_names = _component_names
 

@@ -21,9 +21,9 @@ from .data import (DEFAULT_MAX_IMAGE_PIXELS, PaddedCollator, RecordError, check_
                                  load_image, normalize_record, record_to_messages)
 
 # %% auto #0
-__all__ = ['default_device_dtype', 'inference_attn_implementation', 'load_for_inference', 'resolve_image', 'prepare_messages',
-           'prompt_inputs', 'processor_for', 'generate_kwargs', 'batch_items', 'print_comparison', 'answer_batch_file',
-           'quiet_transformers']
+__all__ = ['MODEL_CLASSES', 'default_device_dtype', 'inference_attn_implementation', 'model_class', 'load_for_inference',
+           'resolve_image', 'prepare_messages', 'prompt_inputs', 'processor_for', 'generate_kwargs', 'batch_items',
+           'print_comparison', 'answer_batch_file', 'quiet_transformers']
 
 # %% ../nbs/05_inference.ipynb #b398bb99
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -83,27 +83,43 @@ def _model_config_kind(path:Path)->str:
     if "model" in cfg and "training" in cfg: return "run"
     return cfg.get("model_type", "?")
 
+MODEL_CLASSES = {"dual_vision_qwen2_5_vl": "dual_vision_nb.fusion:DualVisionForConditionalGeneration",
+                 "dual_vision_detection": "dual_vision_nb.detection:DualVisionForDetection"}   # model_type -> class (imported when needed)
+
+def model_class(model_type:str, # a saved config's `model_type`
+                where:str="model")->type:
+    "The model class of a saved dual-vision model (an optional part's class is imported only when a folder holds one)."
+    import importlib
+    if model_type not in MODEL_CLASSES:
+        raise ValueError(f"{where}: model_type {model_type!r} is not a dual-vision model ({', '.join(MODEL_CLASSES)}); fuse a "
+                         f"stock Qwen2.5-VL first with DualVisionForConditionalGeneration.from_encoders(qwen, dinov2) and save_pretrained it")
+    mod, _, name = MODEL_CLASSES[model_type].partition(":")
+    return getattr(importlib.import_module(mod), name)
+
 def _rebuild_for_checkpoint(ckpt:Path, dtype:torch.dtype, attn:str):
     "An untrained model of the checkpoint's architecture, and its processor, from what the run saved beside it."
     if (ckpt / "model_config.json").is_file() and (ckpt / "tokenizer_config.json").is_file():   # a self-contained checkpoint
-        config = DualVisionConfig.from_dict(json.loads((ckpt / "model_config.json").read_text()))
-        model = DualVisionForConditionalGeneration._from_config(config, attn_implementation=attn, dtype=dtype)
+        saved = json.loads((ckpt / "model_config.json").read_text())
+        cls = model_class(saved.get("model_type"), str(ckpt / "model_config.json"))
+        model = cls._from_config(cls.config_class.from_dict(saved), attn_implementation=attn, dtype=dtype)
         return model, DualVisionProcessor.from_pretrained(ckpt)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     for saved in ([run_dir / "model", run_dir / "best_model"] if run_dir else []):
         if (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file():
-            config = DualVisionConfig.from_pretrained(saved)
-            model = DualVisionForConditionalGeneration._from_config(config, attn_implementation=attn, dtype=dtype)
+            cls = model_class(_model_config_kind(saved), str(saved))
+            model = cls._from_config(cls.config_class.from_pretrained(saved), attn_implementation=attn, dtype=dtype)
             return model, DualVisionProcessor.from_pretrained(saved)
     if run_dir and (run_dir / "config.json").is_file():
         from dual_vision_nb.config import DVNConfig
-        from dual_vision_nb.models import build_model, build_processor_for
+        from dual_vision_nb.models import build_model, build_processor_for, get_extension
         cfg = DVNConfig.load(run_dir / "config.json")
         if cfg.data.train_data_path and not Path(cfg.data.train_data_path).is_file() and cfg.model.qwen == "tiny" and not cfg.model.processor:
             raise FileNotFoundError(f"{ckpt}: the run saved no processor, and its tiny tokenizer is trained from "
                                     f"{cfg.data.train_data_path}, which is gone; restore that file or load the run's model/ folder")
         processor = build_processor_for(cfg)
-        model = build_model(cfg, processor).to(dtype)
+        model = build_model(cfg, processor)
+        for name, settings in cfg.extensions.items(): model = get_extension(name, settings).build_model(cfg, processor, model)
+        model = model.to(dtype)
         model.set_attn_implementation(attn)
         return model, processor
     raise FileNotFoundError(f"{ckpt}: a checkpoint without its run around it (expected RUN/checkpoints/step-N with "
@@ -129,11 +145,8 @@ def load_for_inference(path:str|Path, # a `save_pretrained` folder, a `checkpoin
             raise ValueError(f"{path / 'model.safetensors'} does not fit the architecture saved with the run: {e}") from None
     elif _is_pretrained(path):
         _warn_if_behind(path)
-        kind = _model_config_kind(path)
-        if kind != DualVisionConfig.model_type:
-            raise ValueError(f"{path}: model_type {kind!r} is not a dual-vision model; fuse a stock Qwen2.5-VL first with "
-                             f"DualVisionForConditionalGeneration.from_encoders(qwen, dinov2) and save_pretrained it")
-        model = DualVisionForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+        cls = model_class(_model_config_kind(path), str(path))
+        model = cls.from_pretrained(path, dtype=dtype, attn_implementation=attn)
         processor = DualVisionProcessor.from_pretrained(path) if (path / "tokenizer_config.json").is_file() else None
         if processor is None: warnings.warn(f"{path}: no processor saved beside the model; pass processor= to chat")
     else:

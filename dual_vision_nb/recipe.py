@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from accelerate.utils import set_seed
 from .config import (ConfigError, DataConfig, DVNConfig, check_inputs, check_output_dir, stages_from_config)
-from .models import build_model, build_processor_for
+from .models import build_model, build_processor_for, get_extension
 from .trainer import Callback, Learner, make_accelerator
-from .callbacks import (CheckpointCB, CPUThreadsCB, DetectionFreezeCB, EarlyStoppingCB, EvalCB, GradNormCB, LoggerCB,
+from .callbacks import (CheckpointCB, CPUThreadsCB, EarlyStoppingCB, EvalCB, GradNormCB, LoggerCB,
                                       NaNGuardCB, PlateauCB, PrintCB, ProgressCB, StatusTableCB, load_checkpoint)
 
 # %% ../nbs/04d_recipe.ipynb #29cf0a11
@@ -33,15 +33,17 @@ def prepare_data(cfg:DVNConfig)->DVNConfig:
     d.train_data_path, d.val_data_path = str(paths["train"]), str(paths["val"])
     return cfg
 
-def build_datasets(cfg:DVNConfig, processor):
-    "Train and validation datasets from `data` (a file, a `create_dataset` spec, or the demo set)."
+def build_datasets(cfg:DVNConfig, processor, dataset_cls=None):
+    "Train and validation datasets from `data` (a file, a `create_dataset` spec, or the demo set); `dataset_cls` an extension's dataset class."
     from dual_vision_nb.data import DualVisionDataset, create_dataset
     d = cfg.data
     kw = _data_kwargs(d)
+    cls = dataset_cls or DualVisionDataset
+    if d.dataset and dataset_cls: raise ConfigError("data.dataset", "a mixture spec builds the default datasets; this run's extension reads data.train_data_path")
     if d.dataset: train = create_dataset(d.dataset, processor, **kw)
-    elif d.train_data_path: train = DualVisionDataset(d.train_data_path, processor, image_root=d.image_root, default_type=d.type, **kw)
+    elif d.train_data_path: train = cls(d.train_data_path, processor, image_root=d.image_root, default_type=d.type, **kw)
     else: raise ConfigError("data", "no training data: give data.train_data_path, data.dataset, or data.demo")
-    valid = DualVisionDataset(d.val_data_path, processor, image_root=d.image_root, default_type=d.type, **kw) if d.val_data_path else None
+    valid = cls(d.val_data_path, processor, image_root=d.image_root, default_type=d.type, **kw) if d.val_data_path else None
     return train, valid
 
 def _ignore_sigint(worker_id:int):
@@ -96,13 +98,21 @@ def build_run(cfg:DVNConfig)->Learner:
     acc = make_accelerator(t, run_dir if cfg.logging.tensorboard else None)
     cfg = prepare_data(cfg)
     processor = build_processor_for(cfg)
+    exts = [get_extension(name, settings) for name, settings in cfg.extensions.items()]     # at most one (checked at load)
+    if exts and cfg.loss: raise ConfigError("loss", f"a run with extensions.{exts[0].name} takes its loss settings there, not in loss")
     model = build_model(cfg, processor)
-    train, valid = build_datasets(cfg, processor)
+    for e in exts: model = e.build_model(cfg, processor, model)
+    dataset_cls = next((e.dataset_class() for e in exts if e.dataset_class()), None)
+    train, valid = build_datasets(cfg, processor, dataset_cls)
     if acc.is_main_process:
         for name, ds in (("train", train), ("valid", valid)):
             if ds is not None and hasattr(ds, "summary"): print(f"{name} data: {ds.summary()}")
     train_dl, valid_dl = build_dataloaders(cfg, processor, train, valid, acc.num_processes)
-    loss = DualVisionLoss.from_config(cfg.loss) if cfg.loss else DualVisionLoss()
+    for e in exts:
+        for dl in (train_dl, valid_dl):
+            if dl is not None: dl.collate_fn = e.collator(dl.collate_fn)
+    loss = next((e.loss(cfg) for e in exts if e.loss(cfg) is not None), None)
+    loss = loss or (DualVisionLoss.from_config(cfg.loss) if cfg.loss else DualVisionLoss())
     cbs = [GradNormCB(), NaNGuardCB(t.nan_max_consecutive, t.nan_lr_factor), EvalCB(t.eval_every_steps),
            LoggerCB(run_dir, cfg.logging.csv, cfg.logging.tensorboard),
            CheckpointCB(run_dir, t.save_every_steps, t.keep_last, t.metric, t.greater_is_better), StatusTableCB()]
@@ -111,7 +121,7 @@ def build_run(cfg:DVNConfig)->Learner:
     if acc.device.type == "cpu": cbs.append(CPUThreadsCB(t.cpu_threads))
     if t.early_stopping_patience: cbs.append(EarlyStoppingCB(t.metric, t.early_stopping_patience, t.early_stopping_min_delta, t.greater_is_better))
     if t.scheduler == "plateau": cbs.append(PlateauCB(t.metric, t.plateau_factor, t.plateau_patience, t.greater_is_better))
-    if t.detection_freeze_epochs: cbs.append(DetectionFreezeCB(t.detection_freeze_epochs))
+    for e in exts: cbs += e.callbacks(cfg)
     cbs += [_import_callback(c, f"training.callbacks[{i}]") for i, c in enumerate(t.callbacks)]
     learn = Learner(model, train_dl, valid_dl, loss, t, stages_from_config(cfg), cfg.freeze_config.settings(), cbs,
                     processor, acc)

@@ -1,15 +1,16 @@
 "Detection head: optimal matching, a loss blind to the order of predictions, teacher/student token counts (padded and packed), the head frozen for N epochs, an exact save/load round trip, bad boxes."
 import itertools, json, math
+from pathlib import Path
 import pytest, torch
 from torch.utils.data import DataLoader
 from transformers import AutoModelForImageTextToText
 from dual_vision_nb.data import PackedCollator, PaddedCollator, RecordError, load_records, make_shapes_dataset
-from dual_vision_nb.detection import (DETECTION_TERMS, DetectionCollator, DetectionDataset, DetectionLoss, DualVisionForDetection,
+from dual_vision_nb.detection import (DETECTION_TERMS, DetectionCollator, DetectionFreezeCB, DetectionDataset, DetectionLoss, DualVisionForDetection,
                                       hungarian_match, match_cost, teacher_student_lm, teacher_student_record)
 from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
 from dual_vision_nb.trainer import Callback, Learner
 from dual_vision_nb.config import DVNConfig, TrainingConfig
-from dual_vision_nb.callbacks import DetectionFreezeCB
+from dual_vision_nb.callbacks import FreezeGroupsCB
 from dual_vision_nb.recipe import build_run
 
 INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids", "detection_targets")
@@ -118,17 +119,35 @@ def test_head_frozen_for_n_epochs(setup, n_frozen, tmp_path):
     assert changed == head                                         # then every head tensor trains
 
 
-def test_detection_freeze_epochs_config_key(setup, tmp_path):
+def test_detection_from_a_config_file_and_dvn_infer_prints_boxes(setup, tmp_path):
+    "extensions.detection: dvn_train builds the detection model, its data, loss and warm-up; dvn_infer on the run prints boxes."
+    import shutil, subprocess, sys, os
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from runs import run_dvn_train, tiny_model_config, write_config
     d = setup["data"]
-    cfg = DVNConfig.from_dict({"model": {"tiny": {"hidden_size": 32, "intermediate_size": 64, "vision_hidden_size": 32},
-                                         "common_dim": 16, "max_pixels": 16 * 28 * 28},
-                               "training": {"output_dir": str(tmp_path), "detection_freeze_epochs": 2},
-                               "data": {"train_data_path": str(d["train"]), "max_length": 256},
-                               "logging": {"tensorboard": False, "progress_bar": False}})
-    learn = build_run(cfg)
-    assert [cb.epochs for cb in learn.cbs if isinstance(cb, DetectionFreezeCB)] == [2]
-    assert not any(isinstance(cb, DetectionFreezeCB) for cb in build_run(DVNConfig.from_dict({**cfg.to_dict(), "training": {
-        **cfg.to_dict()["training"], "detection_freeze_epochs": 0}})).cbs)
+    cfg = {"model": tiny_model_config(),
+           "extensions": {"detection": {"num_queries": 6, "caption_layers": 1, "detection_caption_weight": 3.0}},
+           "training": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "max_steps": 6, "num_epochs": 3,
+                        "detection_freeze_epochs": 1, "learning_rate": 2e-3, "save_every_steps": 3},
+           "data": {"train_data_path": str(d["train_captions"]), "type": "captioning", "max_length": 256},
+           "logging": {"tensorboard": False, "progress_bar": False}}
+    learn = build_run(DVNConfig.from_dict(cfg))                          # what dvn_train builds, inspected
+    assert type(learn.unwrapped).__name__ == "DualVisionForDetection" and learn.unwrapped.config.detection_num_queries == 6
+    assert type(learn.loss_func).__name__ == "DetectionLoss" and learn.loss_func.schedules["caption"](0) == 3.0
+    assert [(type(c).__name__, c.groups, c.epochs) for c in learn.cbs if isinstance(c, FreezeGroupsCB)] == [("FreezeGroupsCB", ("detection", "adapter"), 1)]
+    assert "detection_targets" in next(iter(learn.train_dl))
+    r = run_dvn_train("--config", str(write_config(tmp_path, "det.json", cfg)))
+    assert "training.detection_freeze_epochs is read as extensions.detection.freeze_epochs" in r.stderr
+    rows = (tmp_path / "run" / "metrics.csv").read_text()
+    assert "train/giou" in rows and "train/caption" in rows                # the detection terms were trained and logged
+    image = sorted((Path(d["train_captions"]).parent / "images").glob("*.png"))[0]
+    for where in ("run", "run/model", "run/checkpoints/step-0000003"):     # the exported model and a checkpoint both load as detectors
+        out = subprocess.run([shutil.which("dvn_infer"), "--checkpoint", str(tmp_path / where), "--image", str(image),
+                              "--question", "Describe the image.", "--max_new_tokens", "4", "--score_threshold", "0"],
+                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        boxes = [l for l in out.stdout.splitlines() if l.startswith("box [")]
+        assert 1 <= len(boxes) <= 6, (where, out.stdout)
 
 
 @pytest.mark.parametrize("separate", [False, True])
