@@ -140,7 +140,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 # the processor's resize bounds, in pixels: 4 to 256 image tokens (one token covers 28x28 px); every processor default
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
-EXTENSION_NAMES = ("detection",)   # optional parts a config can add (`EXTENSIONS` in 04a_models)
+EXTENSION_NAMES = ("detection", "task_heads")   # optional parts a config can add (`EXTENSIONS` in 04a_models)
 
 def parse_duration(value)->float:
     "Seconds from a number of seconds or a 'HH:MM:SS' / 'DD:HH:MM:SS' text."

@@ -664,7 +664,7 @@ class DetectionExtension(ModelExtension):
         return DualVisionForDetection.from_dual_vision(model, processor, **{f"detection_{k}": self.settings[k] for k in _HEAD_SETTINGS})
     def dataset_class(self): return DetectionDataset
     def collator(self, collate): return DetectionCollator(collate)
-    def loss(self, cfg): return DetectionLoss(**{k: self.settings[k] for k in _LOSS_SETTINGS})
+    def loss(self, cfg, model): return DetectionLoss(**{k: self.settings[k] for k in _LOSS_SETTINGS})
     def callbacks(self, cfg): return [DetectionFreezeCB(self.settings["freeze_epochs"])] if self.settings["freeze_epochs"] else []
 
 # %% ../nbs/07_detection.ipynb #20f404f5

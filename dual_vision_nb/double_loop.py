@@ -7,8 +7,8 @@ __all__ = ['FEATURES', 'HEAD_TYPES', 'HEADS_PATTERN', 'HEADS_COMPONENT_PATTERNS'
            'masked_mean', 'sample_image_features', 'prompt_mask_from_labels', 'focal_loss', 'uncertainty_weighted_loss',
            'TaskHead', 'ClassificationHead', 'RegressionHead', 'MultiLabelHead', 'ContrastiveHead',
            'SequenceGenerationHead', 'MultiTaskHead', 'DualVisionHeadsOutput', 'DualVisionWithHeads', 'count_records',
-           'TaskDataset', 'TaskCollator', 'HeadsLoss', 'double_loop_settings', 'lr_scale', 'DoubleLoopController',
-           'DoubleLoopCB']
+           'TaskDataset', 'TaskCollator', 'HeadsLoss', 'feature_width', 'TaskHeadsExtension', 'double_loop_settings',
+           'lr_scale', 'DoubleLoopController', 'DoubleLoopCB']
 
 # %% ../nbs/08_double_loop.ipynb #6da68de1
 import json, math, os, warnings
@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from .fusion import COMPONENT_PATTERNS, DualVisionCausalLMOutput, DualVisionForConditionalGeneration
 from .fusion import component_of, pool_per_image
 from .losses import lm_loss, symmetric_contrastive_loss
+from .models import ModelExtension
+from .config import did_you_mean
 from .data import DualVisionDataset, PaddedCollator
 from .trainer import Callback
 from .callbacks import GradNormCB
@@ -282,6 +284,7 @@ class DualVisionHeadsOutput(DualVisionCausalLMOutput):
 class DualVisionWithHeads(nn.Module):
     "A fused model plus task heads on its pooled fused image tokens; parameters named `model.*`, `lm_head.*`, `heads.*`."
     component_patterns = HEADS_COMPONENT_PATTERNS
+    group_patterns = {"heads": HEADS_PATTERN}           # its optimizer group beside the default ones
     # batch keys besides the model's own inputs that the forward reads: the trainer's `compute_loss` passes them on
     extra_input_names = ("task_targets", "prompt_mask", "caption_input_ids", "caption_attention_mask")
 
@@ -406,6 +409,51 @@ class HeadsLoss:
                  **(outputs.head_metrics or {})}
         if lm_losses: parts["lm"] = next(iter(lm_losses.values()))
         return parts
+
+# %% ../nbs/08_double_loop.ipynb #2ede4f88
+def feature_width(model:DualVisionForConditionalGeneration, # the fused model
+                  feature:str, # one of FEATURES
+                 )->int:
+    "The width of a feature a head reads: the LM's for image, prompt and caption; both pooled streams' for streams."
+    D = model.config.text_config.hidden_size
+    widths = {"image": D, "prompt": D, "caption": D, "streams": 2 * (model.config.common_dim or D)}
+    if feature not in widths: raise ValueError(f"feature {feature!r} has no fixed width; features: {', '.join(widths)}")
+    return widths[feature]
+
+class _WithTaskTargets:
+    "Wrap a collator: the batch gains stacked `task_targets` (missing: -100) and the `prompt_mask` of every row."
+    def __init__(self, collate): self.collate = collate
+    def __call__(self, samples:list[dict])->dict:
+        out = self.collate(samples)
+        names = sorted({k for s in samples for k in s.get("task_targets", {})})
+        out["task_targets"] = {k: torch.tensor([s.get("task_targets", {}).get(k, -100) for s in samples]) for k in names}
+        if "labels" in out: out["prompt_mask"] = prompt_mask_from_labels(out["labels"], out["attention_mask"])
+        return out
+
+class TaskHeadsExtension(ModelExtension):
+    "Config section `extensions.task_heads`: `heads` (task -> {type, arguments}), `weighting`, `fixed_weights`."
+    name = "task_heads"
+    settings_defaults = {"heads": {}, "weighting": "uncertainty", "fixed_weights": None}
+    def build_model(self, cfg, processor, model):
+        from dual_vision_nb.config import ConfigError
+        if not self.settings["heads"]: raise ConfigError("extensions.task_heads.heads", "no head: give {task: {\"type\": ..., ...}}")
+        heads = {}
+        for task, spec in self.settings["heads"].items():
+            where, spec = f"extensions.task_heads.heads.{task}", dict(spec)
+            kind = spec.pop("type", "ClassificationHead")
+            if kind not in HEAD_TYPES: raise ConfigError(f"{where}.type", f"{kind!r}{did_you_mean(kind, HEAD_TYPES)}; types: {', '.join(HEAD_TYPES)}")
+            cls = HEAD_TYPES[kind]
+            try:
+                if cls is SequenceGenerationHead: heads[task] = cls(**spec)
+                elif cls is ContrastiveHead:
+                    img, txt = spec.get("inputs", ("image", "caption"))
+                    heads[task] = cls(feature_width(model, img), feature_width(model, txt), **spec)
+                else: heads[task] = cls(sum(feature_width(model, f) for f in spec.get("inputs", ("image",))), **spec)
+            except (TypeError, ValueError) as e: raise ConfigError(where, f"{kind}: {e}") from None
+        return DualVisionWithHeads(model, MultiTaskHead(heads, self.settings["weighting"], self.settings["fixed_weights"]))
+    def dataset_class(self): return TaskDataset
+    def collator(self, collate): return _WithTaskTargets(collate)
+    def loss(self, cfg, model): return HeadsLoss(model.heads)
 
 # %% ../nbs/08_double_loop.ipynb #1585e994
 DOUBLE_LOOP_DEFAULTS = {"enabled": True, "every": 100, "min_scale": 0.1, "max_scale": 10.0, "sigma": 0.25, "meta_lr": 1e-2,

@@ -159,10 +159,11 @@ class ModelExtension:
     def build_model(self, cfg:DVNConfig, processor, model:nn.Module)->nn.Module: return model   # the model to train, from the fused one
     def dataset_class(self): return None                 # a `DualVisionDataset` subclass for the run's data (None: the default)
     def collator(self, collate): return collate          # wraps the padded/packed collator (batch keys of its own)
-    def loss(self, cfg:DVNConfig): return None           # the loss (None: `DualVisionLoss` from the `loss` section)
+    def loss(self, cfg:DVNConfig, model:nn.Module): return None   # the loss (None: `DualVisionLoss` from the `loss` section)
     def callbacks(self, cfg:DVNConfig)->list: return []  # callbacks the part needs
 
-EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension"}   # name -> "module:Class"
+EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension",      # name -> "module:Class"
+              "task_heads": "dual_vision_nb.double_loop:TaskHeadsExtension"}
 
 def get_extension(name:str, settings:dict|None=None)->ModelExtension:
     "The extension `name` (a key of `EXTENSIONS`), imported and built with its settings."

@@ -111,7 +111,7 @@ def build_run(cfg:DVNConfig)->Learner:
     for e in exts:
         for dl in (train_dl, valid_dl):
             if dl is not None: dl.collate_fn = e.collator(dl.collate_fn)
-    loss = next((e.loss(cfg) for e in exts if e.loss(cfg) is not None), None)
+    loss = next((l for l in (e.loss(cfg, model) for e in exts) if l is not None), None)
     loss = loss or (DualVisionLoss.from_config(cfg.loss) if cfg.loss else DualVisionLoss())
     cbs = [GradNormCB(), NaNGuardCB(t.nan_max_consecutive, t.nan_lr_factor), EvalCB(t.eval_every_steps),
            LoggerCB(run_dir, cfg.logging.csv, cfg.logging.tensorboard),

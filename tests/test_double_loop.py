@@ -97,3 +97,25 @@ def test_learner_trains_heads(tmp_path):
     assert "heads" in ctl.scales and learn.validate()["valid_loss"] > 0
     assert (out / "model" / "heads.json").exists()
     assert DualVisionWithHeads.from_pretrained(out / "model").heads.spec == model.heads.spec
+
+
+def test_task_heads_from_a_config_file(tmp_path):
+    "extensions.task_heads: dvn_train trains a classification head beside the LM on records with task_targets, and exports both."
+    from dual_vision_nb.double_loop import DualVisionWithHeads, count_records
+    from runs import tiny_model_config, write_config
+    data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=4, seed=0)
+    recs = [{k: v for k, v in r.items() if k != "_image_root"} for r in count_records(data["train"])]
+    (tmp_path / "data" / "count.json").write_text(json.dumps(recs))
+    cfg = {"model": tiny_model_config(),
+           "extensions": {"task_heads": {"heads": {"count": {"type": "ClassificationHead", "n_classes": 3, "hidden_dim": 16},
+                                                   "answer": {"type": "SequenceGenerationHead"}}}},
+           "training": {"output_dir": str(tmp_path / "run"), "batch_size": 4, "max_steps": 4, "learning_rate": 3e-3,
+                        "save_every_steps": 2},
+           "data": {"train_data_path": str(tmp_path / "data" / "count.json"), "max_length": 256},
+           "logging": {"tensorboard": False, "progress_bar": False}}
+    _dvn_train("--config", str(write_config(tmp_path, "heads.json", cfg)))
+    names = {r["name"] for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
+    assert {"train/count", "train/answer", "train/acc/count"} <= names, sorted(names)      # both tasks trained and logged
+    assert {"grad_norm/heads", "grad_norm/llm"} <= names
+    back = DualVisionWithHeads.from_pretrained(tmp_path / "run" / "model")
+    assert set(back.heads.tasks) == {"count", "answer"} and back.heads.tasks["count"].net[-1].out_features == 3
