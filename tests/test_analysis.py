@@ -7,7 +7,7 @@ from dual_vision_nb.recipe import train
 from dual_vision_nb.inference import load_for_inference
 from dual_vision_nb.analysis import analyze_model_outputs, plot_training_curves, read_metrics
 from dual_vision_nb.evaluation import evaluate_records
-from runs import tiny_model_config
+from dual_vision_nb.test_utils import tiny_model_config
 
 
 @pytest.fixture(scope="module")

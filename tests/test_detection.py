@@ -122,8 +122,7 @@ def test_head_frozen_for_n_epochs(setup, n_frozen, tmp_path):
 def test_detection_from_a_config_file_and_dvn_infer_prints_boxes(setup, tmp_path):
     "extensions.detection: dvn_train builds the detection model, its data, loss and warm-up; dvn_infer on the run prints boxes."
     import shutil, subprocess, sys, os
-    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-    from runs import run_dvn_train, tiny_model_config, write_config
+    from dual_vision_nb.test_utils import run_dvn_train, tiny_model_config, write_config
     d = setup["data"]
     cfg = {"model": tiny_model_config(),
            "extensions": {"detection": {"num_queries": 6, "caption_layers": 1, "detection_caption_weight": 3.0}},

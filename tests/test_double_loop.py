@@ -3,7 +3,7 @@ import csv, json, os, shutil, subprocess
 from pathlib import Path
 import pytest, torch
 from dual_vision_nb.data import make_shapes_dataset
-from runs import run_dvn_train, tiny_run_config as _config, write_config as _write
+from dual_vision_nb.test_utils import run_dvn_train, tiny_run_config as _config, write_config as _write
 
 HERE = Path(__file__).parent
 CONTROLLER = {"cls": "dual_vision_nb.double_loop:DoubleLoopCB", "args": {"every": 3}}   # a decision every 3 steps
@@ -31,8 +31,8 @@ def test_kill_and_resume_with_controller_is_exact(tmp_path):
     full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16, callbacks=[CONTROLLER]))
     _dvn_train("--config", str(full))
     killed = _write(tmp_path, "killed.json", _config(tmp_path, tmp_path / "killed", max_steps=16,
-                                                     callbacks=[CONTROLLER, "killer:KillAtStep"]))
-    env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
+                                                     callbacks=[CONTROLLER, "dual_vision_nb.test_utils:KillAtStep"]))
+    env = {"DVN_KILL_AT_STEP": "10"}
     r = _dvn_train("--config", str(killed), env=env, check=False)
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])                 # really killed, mid-run
     assert json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())["step"] == 8
@@ -102,7 +102,7 @@ def test_learner_trains_heads(tmp_path):
 def test_task_heads_from_a_config_file(tmp_path):
     "extensions.task_heads: dvn_train trains a classification head beside the LM on records with task_targets, and exports both."
     from dual_vision_nb.double_loop import DualVisionWithHeads, count_records
-    from runs import tiny_model_config, write_config
+    from dual_vision_nb.test_utils import tiny_model_config, write_config
     data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=4, seed=0)
     recs = [{k: v for k, v in r.items() if k != "_image_root"} for r in count_records(data["train"])]
     (tmp_path / "data" / "count.json").write_text(json.dumps(recs))

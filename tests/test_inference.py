@@ -6,7 +6,7 @@ from PIL import Image
 from dual_vision_nb.data import make_shapes_dataset, load_records
 from dual_vision_nb.recipe import train
 from dual_vision_nb.inference import load_for_inference
-from runs import tiny_model_config
+from dual_vision_nb.test_utils import tiny_model_config
 
 
 @pytest.fixture(scope="module")

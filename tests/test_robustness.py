@@ -5,10 +5,9 @@ import csv, hashlib, json, os, shutil, signal, subprocess, time
 from pathlib import Path
 import pytest
 from PIL import Image
-from runs import run_dvn_train as _dvn_train, tiny_run_config as _config, write_config as _write
+from dual_vision_nb.test_utils import run_dvn_train as _dvn_train, tiny_run_config as _config, write_config as _write
 from dual_vision_nb.config import read_run_state
 
-HELPERS = str(Path(__file__).parent / "helpers")
 
 
 def _curve(run_dir, name="train/loss"):
@@ -64,8 +63,8 @@ def test_finished_run_resumed_changes_nothing_unless_the_budget_grows(tmp_path):
 
 
 def test_a_crash_leaves_the_last_checkpoint_and_no_export(tmp_path):
-    run, env = tmp_path / "run", {"PYTHONPATH": HELPERS, "DVN_RAISE_AT_STEP": "6"}
-    cfg = _write(tmp_path, "crash.json", _config(tmp_path, run, max_steps=12, callbacks=["killer:RaiseAtStep"]))
+    run, env = tmp_path / "run", {"DVN_RAISE_AT_STEP": "6"}
+    cfg = _write(tmp_path, "crash.json", _config(tmp_path, run, max_steps=12, callbacks=["dual_vision_nb.test_utils:RaiseAtStep"]))
     r = _dvn_train("--config", str(cfg), env=env, check=False)
     assert r.returncode == 1 and "dvn_train: unexpected RuntimeError: a bug in step 6 (run it again with --debug" in r.stderr
     assert "crashed after step 5: RuntimeError: a bug in step 6" in r.stderr and "Traceback" not in r.stderr
@@ -86,8 +85,8 @@ def test_a_crash_leaves_the_last_checkpoint_and_no_export(tmp_path):
 def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resumes_exactly(tmp_path, sig):
     full, run = tmp_path / "full", tmp_path / "run"
     _dvn_train("--config", str(_write(tmp_path, "full.json", _config(tmp_path, full, max_steps=30, num_epochs=3))))
-    cfg = _write(tmp_path, "slow.json", _config(tmp_path, run, max_steps=30, num_epochs=3, callbacks=["killer:SleepEachStep"]))
-    env = {"PYTHONPATH": HELPERS, "DVN_STEP_SLEEP": "0.15"}
+    cfg = _write(tmp_path, "slow.json", _config(tmp_path, run, max_steps=30, num_epochs=3, callbacks=["dual_vision_nb.test_utils:SleepEachStep"]))
+    env = {"DVN_STEP_SLEEP": "0.15"}
     p = _start([shutil.which("dvn_train"), "--config", str(cfg)], env)
     _wait_for_step(run, 6, p)
     p.send_signal(getattr(signal, sig))
@@ -113,10 +112,10 @@ def test_sigterm_under_two_processes_stops_both_at_the_same_step(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     kw = dict(max_steps=16, max_grad_norm=None)
     _dvn_train("--config", str(_write(tmp_path, "one.json", _config(tmp_path, one, batch_size=4, **kw))))
-    cfg = _write(tmp_path, "two.json", _config(tmp_path, two, batch_size=2, callbacks=["killer:SleepEachStep"], **kw))
+    cfg = _write(tmp_path, "two.json", _config(tmp_path, two, batch_size=2, callbacks=["dual_vision_nb.test_utils:SleepEachStep"], **kw))
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
               "--dynamo_backend", "no", shutil.which("dvn_train"), "--config"]
-    env = {"PYTHONPATH": HELPERS, "DVN_STEP_SLEEP": "0.2", "ACCELERATE_USE_CPU": "true"}
+    env = {"DVN_STEP_SLEEP": "0.2", "ACCELERATE_USE_CPU": "true"}
     p = _start(launch + [str(cfg)], env, start_new_session=True)
     _wait_for_step(two, 4, p)
     os.killpg(p.pid, signal.SIGTERM)                                         # the launcher and both workers
@@ -134,8 +133,8 @@ def test_sigterm_under_two_processes_stops_both_at_the_same_step(tmp_path):
 
 
 def test_max_time_stops_and_exports_and_the_run_goes_on(tmp_path):
-    run, env = tmp_path / "run", {"PYTHONPATH": HELPERS, "DVN_STEP_SLEEP": "0.3"}
-    cfg = _write(tmp_path, "timed.json", _config(tmp_path, run, max_steps=20, max_time=2, callbacks=["killer:SleepEachStep"]))
+    run, env = tmp_path / "run", {"DVN_STEP_SLEEP": "0.3"}
+    cfg = _write(tmp_path, "timed.json", _config(tmp_path, run, max_steps=20, max_time=2, callbacks=["dual_vision_nb.test_utils:SleepEachStep"]))
     r = _dvn_train("--config", str(cfg), env=env)
     state = read_run_state(run)
     assert (state["state"], state["reason"]) == ("stopped", "max_time") and 1 <= state["step"] < 20

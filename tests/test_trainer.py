@@ -2,7 +2,7 @@
 import csv, json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from runs import run_dvn_train as _dvn_train, tiny_run_config as _config, write_config as _write
+from dual_vision_nb.test_utils import run_dvn_train as _dvn_train, tiny_run_config as _config, write_config as _write
 
 HERE = Path(__file__).parent
 
@@ -17,11 +17,11 @@ def test_kill_and_resume_is_exact(tmp_path, group_by_length):
     "Killed with SIGKILL at step 10 and resumed from step 8, with the sample cache on: curve equal to an uncached, uninterrupted run."
     full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=16, group_by_length=group_by_length))
     _dvn_train("--config", str(full))
-    killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["killer:KillAtStep"],
+    killed_cfg = _config(tmp_path, tmp_path / "killed", max_steps=16, callbacks=["dual_vision_nb.test_utils:KillAtStep"],
                          group_by_length=group_by_length)
     killed_cfg["data"]["cache_samples"] = True     # and the sample cache (empty again after the kill) changes nothing
     killed = _write(tmp_path, "killed.json", killed_cfg)
-    env = {"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "10"}
+    env = {"DVN_KILL_AT_STEP": "10"}
     r = _dvn_train("--config", str(killed), env=env, check=False)
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])                 # really killed, mid-run
     latest = json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())
@@ -30,7 +30,7 @@ def test_kill_and_resume_is_exact(tmp_path, group_by_length):
     saved = json.loads((ckpt / "run_config.json").read_text())                    # the run's config travels with it
     assert saved["training"]["group_by_length"] is group_by_length and (ckpt / "model_config.json").exists()
     assert max(_curve(tmp_path / "killed")) == 10                                 # it had logged past it
-    _dvn_train("--config", str(killed), "--resume", "latest", env={"PYTHONPATH": str(HERE / "helpers"), "DVN_KILL_AT_STEP": "-1"})
+    _dvn_train("--config", str(killed), "--resume", "latest", env={"DVN_KILL_AT_STEP": "-1"})
     a, b = _curve(tmp_path / "full"), _curve(tmp_path / "killed")
     assert sorted(a) == sorted(b) == list(range(1, 17))
     for s in a: assert abs(a[s] - b[s]) <= 1e-6, (s, a[s], b[s])
