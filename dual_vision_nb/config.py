@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS',
-           'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value',
-           'section_from_dict', 'freeze_settings', 'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig',
-           'TrainingConfig', 'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'ConfigAliasWarning',
-           'resolve_aliases', 'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state',
-           'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES',
+           'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting',
+           'describe', 'check_value', 'section_from_dict', 'freeze_settings', 'parse_duration', 'ModelConfig',
+           'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig', 'CurriculumConfig', 'DataConfig',
+           'LoggingConfig', 'ConfigAliasWarning', 'resolve_aliases', 'set_key', 'DVNConfig', 'three_stage_schedule',
+           'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -140,7 +140,9 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 # the processor's resize bounds, in pixels: 4 to 256 image tokens (one token covers 28x28 px); every processor default
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
-EXTENSION_NAMES = ("detection", "task_heads")   # optional parts a config can add (`EXTENSIONS` in 04a_models)
+EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension",      # optional parts a config can add:
+              "task_heads": "dual_vision_nb.double_loop:TaskHeadsExtension"}   # name -> "module:Class" (04a_models)
+EXTENSION_NAMES = tuple(EXTENSIONS)
 
 def parse_duration(value)->float:
     "Seconds from a number of seconds or a 'HH:MM:SS' / 'DD:HH:MM:SS' text."

@@ -7,8 +7,8 @@ __all__ = ['FEATURES', 'HEAD_TYPES', 'HEADS_PATTERN', 'HEADS_COMPONENT_PATTERNS'
            'masked_mean', 'sample_image_features', 'prompt_mask_from_labels', 'focal_loss', 'uncertainty_weighted_loss',
            'TaskHead', 'ClassificationHead', 'RegressionHead', 'MultiLabelHead', 'ContrastiveHead',
            'SequenceGenerationHead', 'MultiTaskHead', 'DualVisionHeadsOutput', 'DualVisionWithHeads', 'count_records',
-           'TaskDataset', 'TaskCollator', 'HeadsLoss', 'feature_width', 'TaskHeadsExtension', 'double_loop_settings',
-           'lr_scale', 'DoubleLoopController', 'DoubleLoopCB']
+           'TaskDataset', 'add_task_targets', 'TaskCollator', 'HeadsLoss', 'feature_width', 'TaskHeadsExtension',
+           'double_loop_settings', 'lr_scale', 'DoubleLoopController', 'DoubleLoopCB']
 
 # %% ../nbs/08_double_loop.ipynb #6da68de1
 import json, math, os, warnings
@@ -389,14 +389,18 @@ class TaskDataset(DualVisionDataset):
     def encode(self, i:int)->dict:
         return {**super().encode(i), "task_targets": dict(self.records[i].get("task_targets", {}))}
 
+def add_task_targets(out:dict, # a collated batch
+                     samples:list[dict], # the samples it was collated from
+                    )->dict: # the batch with stacked `task_targets` (missing: -100) and the `prompt_mask` of every row
+    "The task heads' batch keys, added to any collated batch."
+    names = sorted({k for s in samples for k in s.get("task_targets", {})})
+    out["task_targets"] = {k: torch.tensor([s.get("task_targets", {}).get(k, -100) for s in samples]) for k in names}
+    if "labels" in out: out["prompt_mask"] = prompt_mask_from_labels(out["labels"], out["attention_mask"])
+    return out
+
 class TaskCollator(PaddedCollator):
-    "`PaddedCollator` plus stacked `task_targets` (missing: -100) and the `prompt_mask` of every row."
-    def __call__(self, samples:list[dict])->dict:
-        out = super().__call__(samples)
-        names = sorted({k for s in samples for k in s.get("task_targets", {})})
-        out["task_targets"] = {k: torch.tensor([s.get("task_targets", {}).get(k, -100) for s in samples]) for k in names}
-        if "labels" in out: out["prompt_mask"] = prompt_mask_from_labels(out["labels"], out["attention_mask"])
-        return out
+    "`PaddedCollator` plus the task heads' batch keys (`add_task_targets`)."
+    def __call__(self, samples:list[dict])->dict: return add_task_targets(super().__call__(samples), samples)
 
 # %% ../nbs/08_double_loop.ipynb #330db864
 class HeadsLoss:
@@ -421,14 +425,9 @@ def feature_width(model:DualVisionForConditionalGeneration, # the fused model
     return widths[feature]
 
 class _WithTaskTargets:
-    "Wrap a collator: the batch gains stacked `task_targets` (missing: -100) and the `prompt_mask` of every row."
+    "Wrap a collator (padded or packed): the batch gains the task heads' keys (`add_task_targets`)."
     def __init__(self, collate): self.collate = collate
-    def __call__(self, samples:list[dict])->dict:
-        out = self.collate(samples)
-        names = sorted({k for s in samples for k in s.get("task_targets", {})})
-        out["task_targets"] = {k: torch.tensor([s.get("task_targets", {}).get(k, -100) for s in samples]) for k in names}
-        if "labels" in out: out["prompt_mask"] = prompt_mask_from_labels(out["labels"], out["attention_mask"])
-        return out
+    def __call__(self, samples:list[dict])->dict: return add_task_targets(self.collate(samples), samples)
 
 class TaskHeadsExtension(ModelExtension):
     "Config section `extensions.task_heads`: `heads` (task -> {type, arguments}), `weighting`, `fixed_weights`."

@@ -111,15 +111,13 @@ def _rebuild_for_checkpoint(ckpt:Path, dtype:torch.dtype, attn:str):
             return model, DualVisionProcessor.from_pretrained(saved)
     if run_dir and (run_dir / "config.json").is_file():
         from dual_vision_nb.config import DVNConfig
-        from dual_vision_nb.models import build_model, build_processor_for, get_extension
+        from dual_vision_nb.models import build_model, build_processor_for
         cfg = DVNConfig.load(run_dir / "config.json")
         if cfg.data.train_data_path and not Path(cfg.data.train_data_path).is_file() and cfg.model.qwen == "tiny" and not cfg.model.processor:
             raise FileNotFoundError(f"{ckpt}: the run saved no processor, and its tiny tokenizer is trained from "
                                     f"{cfg.data.train_data_path}, which is gone; restore that file or load the run's model/ folder")
         processor = build_processor_for(cfg)
-        model = build_model(cfg, processor)
-        for name, settings in cfg.extensions.items(): model = get_extension(name, settings).build_model(cfg, processor, model)
-        model = model.to(dtype)
+        model = build_model(cfg, processor).to(dtype)
         model.set_attn_implementation(attn)
         return model, processor
     raise FileNotFoundError(f"{ckpt}: a checkpoint without its run around it (expected RUN/checkpoints/step-N with "

@@ -100,9 +100,8 @@ def build_run(cfg:DVNConfig)->Learner:
     processor = build_processor_for(cfg)
     exts = [get_extension(name, settings) for name, settings in cfg.extensions.items()]     # at most one (checked at load)
     if exts and cfg.loss: raise ConfigError("loss", f"a run with extensions.{exts[0].name} takes its loss settings there, not in loss")
-    model = build_model(cfg, processor)
-    for e in exts: model = e.build_model(cfg, processor, model)
-    dataset_cls = next((e.dataset_class() for e in exts if e.dataset_class()), None)
+    model = build_model(cfg, processor)                       # the extension's model included
+    dataset_cls = next((c for c in (e.dataset_class() for e in exts) if c is not None), None)
     train, valid = build_datasets(cfg, processor, dataset_cls)
     if acc.is_main_process:
         for name, ds in (("train", train), ("valid", valid)):
