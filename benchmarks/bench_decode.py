@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 import _bench as B
-from dual_vision_nb.data import PaddedCollator, encode_messages, load_records, make_shapes_dataset, record_to_messages
+from dual_vision_nb.data import encode_messages, load_records, make_shapes_dataset, record_to_messages
+from dual_vision_nb.batching import PaddedCollator
 from dual_vision_nb.encoders import build_processor
 
 

@@ -21,7 +21,7 @@ usage: OMP_NUM_THREADS=1 python benchmarks/bench_fusion_overhead.py [--sizes tin
 import argparse, copy, time
 import torch
 import _bench as B
-from dual_vision_nb.data import PaddedCollator
+from dual_vision_nb.batching import PaddedCollator
 from dual_vision_nb.encoders import build_processor, dinov2_merged_tokens
 
 

@@ -21,7 +21,7 @@ import torch, torch.nn.functional as F
 from torch import Tensor
 import _bench as B
 import dual_vision_nb.fusion as fusion_mod
-from dual_vision_nb.data import PaddedCollator
+from dual_vision_nb.batching import PaddedCollator
 from dual_vision_nb.encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, build_processor,
                                      dinov2_merged_tokens, merge_2x2, renormalise, tiny_dinov2_config)
 

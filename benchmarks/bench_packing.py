@@ -15,8 +15,8 @@ import torch
 import transformers
 from transformers import Qwen2_5_VLForConditionalGeneration
 from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
-from dual_vision_nb.data import (DualVisionDataset, PackedCollator, PaddedCollator, TokenBudgetBatchSampler,
-                                 load_records, make_shapes_dataset)
+from dual_vision_nb.data import DualVisionDataset, load_records, make_shapes_dataset
+from dual_vision_nb.batching import PackedCollator, PaddedCollator, TokenBudgetBatchSampler
 
 
 def skewed_records(paths, n, seed=0):

@@ -14,7 +14,7 @@ import argparse, gc
 import numpy as np
 import torch
 import _bench as B
-from dual_vision_nb.data import PaddedCollator
+from dual_vision_nb.batching import PaddedCollator
 from dual_vision_nb.encoders import build_processor
 
 PARTS = ("qwen_vision", "dinov2", "fusion", "lm", "optimizer", "other")

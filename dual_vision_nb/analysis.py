@@ -14,7 +14,8 @@ from PIL import Image
 import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from .fusion import MODEL_INPUTS, DualVisionForConditionalGeneration, check_encoder_mode
-from .data import PaddedCollator, encode_messages, load_records, record_to_messages
+from .data import encode_messages, load_records, record_to_messages
+from .batching import PaddedCollator
 from .models import component_params, parameter_status_table, parameter_table
 from .evaluation import normalise_answer, question_kind
 from .inference import (generate_kwargs, processor_for, quiet_transformers, load_for_inference,

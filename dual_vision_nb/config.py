@@ -141,7 +141,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
 EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension",      # optional parts a config can add:
-              "task_heads": "dual_vision_nb.double_loop:TaskHeadsExtension"}   # name -> "module:Class" (04a_models)
+              "task_heads": "dual_vision_nb.task_heads:TaskHeadsExtension"}   # name -> "module:Class" (04a_models)
 EXTENSION_NAMES = tuple(EXTENSIONS)
 
 def parse_duration(value)->float:

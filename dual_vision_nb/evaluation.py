@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .fusion import MODEL_INPUTS, DualVisionForConditionalGeneration, check_encoder_mode
-from .data import PaddedCollator, encode_messages, load_records, record_to_messages
+from .data import encode_messages, load_records, record_to_messages
+from .batching import PaddedCollator
 from .inference import generate_kwargs, load_for_inference, processor_for, quiet_transformers
 
 # %% ../nbs/04e_evaluation.ipynb #c568653f

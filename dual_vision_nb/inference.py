@@ -17,8 +17,8 @@ from transformers.generation.streamers import BaseStreamer
 from .encoders import DualVisionProcessor, resolve_attn_implementation, to_rgb
 from .config import read_run_state
 from .fusion import ENCODER_MODES, MODEL_INPUTS, DualVisionConfig, DualVisionForConditionalGeneration, check_encoder_mode
-from .data import (DEFAULT_MAX_IMAGE_PIXELS, PaddedCollator, RecordError, check_image_size, encode_messages,
-                                 load_image, normalize_record, record_to_messages)
+from .data import DEFAULT_MAX_IMAGE_PIXELS, RecordError, check_image_size, encode_messages, load_image, normalize_record, record_to_messages
+from .batching import PaddedCollator
 
 # %% auto #0
 __all__ = ['MODEL_CLASSES', 'default_device_dtype', 'inference_attn_implementation', 'model_class', 'load_for_inference',

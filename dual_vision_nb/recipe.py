@@ -35,7 +35,8 @@ def prepare_data(cfg:DVNConfig)->DVNConfig:
 
 def build_datasets(cfg:DVNConfig, processor, dataset_cls=None):
     "Train and validation datasets from `data` (a file, a `create_dataset` spec, or the demo set); `dataset_cls` an extension's dataset class."
-    from dual_vision_nb.data import DualVisionDataset, create_dataset
+    from dual_vision_nb.data import DualVisionDataset
+    from dual_vision_nb.batching import create_dataset
     d = cfg.data
     kw = _data_kwargs(d)
     cls = dataset_cls or DualVisionDataset
@@ -54,7 +55,7 @@ def _ignore_sigint(worker_id:int):
 def build_dataloaders(cfg:DVNConfig, processor, train, valid, num_processes:int=1):
     "Padded (or packed) loaders whose order depends only on (seed, epoch): a resumed epoch replays it, any process count agrees."
     from torch.utils.data import DataLoader
-    from dual_vision_nb.data import PaddedCollator, PackedCollator, ResumableSampler, TokenBudgetBatchSampler, LengthGroupedSampler
+    from dual_vision_nb.batching import PaddedCollator, PackedCollator, ResumableSampler, TokenBudgetBatchSampler, LengthGroupedSampler
     t = cfg.training
     if t.packing and t.group_by_length:
         raise ConfigError("training.group_by_length", "packing and group_by_length exclude each other (a pack has no padding to save); set one")

@@ -6,9 +6,8 @@ from torch.utils.data import DataLoader
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
-from dual_vision_nb.data import (DualVisionDataset, PackedCollator, PaddedCollator, RecordError, ResumableSampler,
-                                 TokenBudgetBatchSampler, encode_messages, load_records, make_shapes_dataset,
-                                 mrope_position_ids, png_with_declared_size, record_to_messages, span_masks)
+from dual_vision_nb.data import DualVisionDataset, RecordError, encode_messages, load_records, make_shapes_dataset, png_with_declared_size, record_to_messages
+from dual_vision_nb.batching import PackedCollator, PaddedCollator, ResumableSampler, TokenBudgetBatchSampler, mrope_position_ids, span_masks
 
 
 @pytest.fixture(scope="module")

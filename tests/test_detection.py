@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest, torch
 from torch.utils.data import DataLoader
 from transformers import AutoModelForImageTextToText
-from dual_vision_nb.data import PackedCollator, PaddedCollator, RecordError, load_records, make_shapes_dataset
-from dual_vision_nb.detection import (DETECTION_TERMS, DetectionCollator, DetectionFreezeCB, DetectionDataset, DetectionLoss, DualVisionForDetection,
-                                      hungarian_match, match_cost, teacher_student_lm, teacher_student_record)
+from dual_vision_nb.data import RecordError, load_records, make_shapes_dataset
+from dual_vision_nb.batching import PackedCollator, PaddedCollator
+from dual_vision_nb.detection import DETECTION_TERMS, DetectionCollator, DetectionFreezeCB, DetectionDataset, DetectionLoss, DualVisionForDetection, teacher_student_lm, teacher_student_record
+from dual_vision_nb.detection_head import hungarian_match, match_cost
 from dual_vision_nb.encoders import build_processor, tiny_dinov2_config, tiny_qwen2_5_vl_config
 from dual_vision_nb.trainer import Callback, Learner
 from dual_vision_nb.config import DVNConfig, TrainingConfig

@@ -75,8 +75,8 @@ def test_learner_trains_heads(tmp_path):
     from dual_vision_nb.callbacks import CheckpointCB, GradNormCB, LoggerCB
     from dual_vision_nb.trainer import Learner
     from dual_vision_nb.config import TrainingConfig
-    from dual_vision_nb.double_loop import (ClassificationHead, DoubleLoopCB, DualVisionWithHeads, HEADS_PATTERN, HeadsLoss,
-                                            SequenceGenerationHead, TaskCollator, TaskDataset, count_records)
+    from dual_vision_nb.double_loop import DoubleLoopCB
+    from dual_vision_nb.task_heads import ClassificationHead, DualVisionWithHeads, HEADS_PATTERN, HeadsLoss, SequenceGenerationHead, TaskCollator, TaskDataset, count_records
     data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=8, seed=0)
     processor = build_processor()
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def test_learner_trains_heads(tmp_path):
 
 def test_task_heads_from_a_config_file(tmp_path):
     "extensions.task_heads: dvn_train trains a classification head beside the LM on records with task_targets, and exports both."
-    from dual_vision_nb.double_loop import DualVisionWithHeads, count_records
+    from dual_vision_nb.task_heads import DualVisionWithHeads, count_records
     from dual_vision_nb.test_utils import tiny_model_config, write_config
     data = make_shapes_dataset(tmp_path / "data", n_train=24, n_val=4, seed=0)
     recs = [{k: v for k, v in r.items() if k != "_image_root"} for r in count_records(data["train"])]

@@ -12,12 +12,12 @@ ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module impor
     ("",            [("callbacks", "04c", "checkpoints, logging, NaN guard"), ("inference", "05", "chat, batch, benchmark")]),
     ("",            [("trainer", "04b", "the Learner loop"), ("scenarios", "04g", "sizes, memory, FLOPs")]),
     ("model setup", [("models", "04a", "processor + model from a config; freezing, groups, extensions")]),
-    ("core",        [("losses", "02", "LM, diversity, InfoNCE"), ("data", "03", "records, collators, packing")]),
-    ("",            [("fusion", "01", "DualVisionForConditionalGeneration")]),
+    ("core",        [("losses", "02", "LM, diversity, InfoNCE"), ("batching", "03a", "collators, packing, samplers")]),
+    ("",            [("fusion", "01", "DualVisionForConditionalGeneration"), ("data", "03", "records, images, dataset")]),
     ("",            [("encoders", "00", "Qwen2.5-VL tower, DINOv2, processor")]),
     ("settings",    [("config", "04", "every setting of a run, checked at load (torch-free)")]),
 ]
-CORE = {"00", "01", "02", "03", "04"}
+CORE = {"00", "01", "02", "03", "03a", "04"}
 
 def draw(path="nbs/images/architecture.png"):
     fig, ax = plt.subplots(figsize=(10, 8.4), dpi=100)
@@ -34,7 +34,7 @@ def draw(path="nbs/images/architecture.png"):
             ax.text(x + w / 2, y + 0.47, f"{m}  ({ch})", ha="center", va="center", fontsize=11, weight="bold")
             ax.text(x + w / 2, y + 0.2, what, ha="center", va="center", fontsize=8.5, color="#333")
     ax.add_patch(FancyBboxPatch((1.4, 0.1), 8.4, 0.72, boxstyle="round,pad=0.02,rounding_size=0.08", fc="#fce8e6", ec="#666", ls="--"))
-    ax.text(5.6, 0.57, "optional parts: detection (07), task heads + double loop (08)", ha="center", va="center", fontsize=11, weight="bold")
+    ax.text(5.6, 0.57, "optional parts: detection (07, 07a), task heads (08) + double loop (08a)", ha="center", va="center", fontsize=11, weight="bold")
     ax.text(5.6, 0.28, "built from a config's `extensions` through models.EXTENSIONS (import paths): the core imports neither",
             ha="center", va="center", fontsize=8.5, color="#333")
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
