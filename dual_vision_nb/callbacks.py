@@ -437,12 +437,16 @@ class CheckpointCB(TrackerCB):
             "pid": os.getpid(), "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def export(self, dest:Path):
-        "The model (and processor) as a `save_pretrained` folder, swapped in atomically (see `publish_dir`)."
+        "The model (and processor) as a `save_pretrained` folder, swapped in atomically (see `publish_dir`); with LoRA the merged model plus `adapter/`."
         acc = self.learn.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
             tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
-            self.learn.unwrapped.save_pretrained(tmp)
+            model = self.learn.unwrapped
+            if getattr(model, "_dvn_lora", None) is not None:       # adapters folded in (a plain model folder) + the adapters alone
+                from dual_vision_nb.lora import save_adapter, save_merged
+                save_merged(model, tmp); save_adapter(model, tmp / "adapter")
+            else: model.save_pretrained(tmp)
             if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
             publish_dir(tmp, dest)
         acc.wait_for_everyone()

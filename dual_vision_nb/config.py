@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'KEY_ALIASES',
-           'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting',
-           'describe', 'check_value', 'section_from_dict', 'freeze_settings', 'parse_duration', 'ModelConfig',
-           'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig', 'CurriculumConfig', 'DataConfig',
-           'LoggingConfig', 'ConfigAliasWarning', 'resolve_aliases', 'set_key', 'DVNConfig', 'three_stage_schedule',
-           'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'LORA_TARGET_NAMES',
+           'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean',
+           'setting', 'describe', 'check_value', 'section_from_dict', 'freeze_settings', 'parse_duration',
+           'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig', 'CurriculumConfig',
+           'DataConfig', 'LoggingConfig', 'LoRAConfig', 'ConfigAliasWarning', 'resolve_aliases', 'set_key', 'DVNConfig',
+           'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir',
+           'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -308,6 +309,22 @@ class LoggingConfig:
     progress_bar: bool = True
     print_every_steps: int | None = setting(None, ge=1)   # a plain line (step, loss, LR, speed) every N steps
 
+LORA_TARGET_NAMES = ("llm", "vision", "dinov2")   # where LoRA adapters can go: the LM, Qwen's vision tower, DINOv2
+
+def _check_lora_targets(key, value):
+    if not isinstance(value, list) or not value or any(t not in LORA_TARGET_NAMES for t in value) or len(set(value)) < len(value):
+        raise ConfigError(key, f"{_show(value)}: a non-empty list of distinct names from {', '.join(LORA_TARGET_NAMES)}")
+
+@dataclass
+class LoRAConfig:
+    r: int = setting(0, ge=0)          # the adapters' rank; 0: no LoRA (every trainable weight trains in full)
+    alpha: float = setting(16.0, gt=0)   # scale alpha / r (alpha / sqrt(r) with rslora)
+    dropout: float = setting(0.05, ge=0, lt=1)
+    targets: list = setting(factory=lambda: ["llm"], check=_check_lora_targets)   # LM attention + MLP projections; "vision", "dinov2" too
+    target_modules: str | None = None  # a regex of more module names to adapt (full match, e.g. r".*\.fusion\.proj_qwen")
+    rslora: bool = False               # rank-stabilised scaling (Kalajdzievski 2023)
+    quantization: str = setting("none", choices=("none", "4bit"))   # 4bit: QLoRA, the frozen base in NF4 (needs CUDA + bitsandbytes)
+
 # %% ../nbs/04_config.ipynb #9827cf42
 class ConfigAliasWarning(UserWarning): "A config used another name for one of our settings; the note names ours."
 
@@ -365,7 +382,7 @@ def resolve_aliases(d:dict, # a config dict, as read from a file
 
 # %% ../nbs/04_config.ipynb #9fa7fafd
 SECTIONS = {"model": ModelConfig, "freeze_config": FreezeConfig, "training": TrainingConfig,
-            "curriculum_training": CurriculumConfig, "data": DataConfig, "logging": LoggingConfig}
+            "curriculum_training": CurriculumConfig, "data": DataConfig, "logging": LoggingConfig, "lora": LoRAConfig}
 
 def set_key(d:dict, key:str, value)->dict:
     "A copy of the nested dict `d` with the dotted `key` ('training.max_steps') set to `value`."
@@ -383,6 +400,7 @@ class DVNConfig:
     curriculum_training: CurriculumConfig = field(default_factory=CurriculumConfig)
     data: DataConfig = field(default_factory=DataConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     @classmethod
     def from_dict(cls, d:dict, # the config: sections of settings
@@ -420,6 +438,9 @@ class DVNConfig:
                 raise ConfigError(f"curriculum_training.stages[{i}]", "gives both epochs and steps; give one")
         if cur.enabled and not (cur.preset or cur.stages):
             raise ConfigError("curriculum_training.enabled", "true, but neither stages nor a preset are given")
+        lo = self.lora
+        if lo.r == 0 and (lo.quantization != "none" or lo.target_modules):
+            raise ConfigError("lora.r", "is 0 (no LoRA) but lora.quantization or lora.target_modules is set: give the rank, e.g. 8 or 16")
 
     @classmethod
     def load(cls, path:str|Path, # a JSON or YAML file

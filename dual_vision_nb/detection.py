@@ -10,6 +10,7 @@ __all__ = ['DETECTION_PATTERNS', 'DETECTION_TERMS', 'LM_REDUCTIONS', 'DETECTION_
            'DetectionExtension', 'coco_map', 'evaluate_detection', 'plot_detections', 'detection_demo']
 
 # %% ../nbs/07a_detection.ipynb #875c0929
+from typing import Literal   # PreTrainedConfig's fields carry 'Literal[...]' annotations: show_doc resolves them here
 import contextlib, inspect, io, json, math, time
 from dataclasses import dataclass
 from pathlib import Path

@@ -9,6 +9,7 @@ __all__ = ['ENCODER_MODES', 'FUSION_STRATEGIES', 'DualVisionEncoder', 'COMPONENT
            'DualVisionForConditionalGeneration', 'component_of']
 
 # %% ../nbs/01_fusion.ipynb #51221d91
+from typing import Literal   # PreTrainedConfig's fields carry 'Literal[...]' annotations: show_doc resolves them here
 import re, warnings
 from dataclasses import dataclass
 from pathlib import Path

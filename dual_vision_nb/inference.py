@@ -96,19 +96,27 @@ def model_class(model_type:str, # a saved config's `model_type`
     mod, _, name = MODEL_CLASSES[model_type].partition(":")
     return getattr(importlib.import_module(mod), name)
 
+def _with_run_adapters(ckpt:Path, model):
+    "The model with the LoRA adapters the checkpoint's run trained (its run_config.json `lora`), if any."
+    run = json.loads((ckpt / "run_config.json").read_text()) if (ckpt / "run_config.json").is_file() else {}
+    lora = run.get("lora") or {}
+    if not lora.get("r"): return model
+    from dual_vision_nb.lora import apply_lora
+    return apply_lora(model, lora)
+
 def _rebuild_for_checkpoint(ckpt:Path, dtype:torch.dtype, attn:str):
-    "An untrained model of the checkpoint's architecture, and its processor, from what the run saved beside it."
+    "An untrained model of the checkpoint's architecture (LoRA adapters included), and its processor, from what the run saved beside it."
     if (ckpt / "model_config.json").is_file() and (ckpt / "tokenizer_config.json").is_file():   # a self-contained checkpoint
         saved = json.loads((ckpt / "model_config.json").read_text())
         cls = model_class(saved.get("model_type"), str(ckpt / "model_config.json"))
         model = cls._from_config(cls.config_class.from_dict(saved), attn_implementation=attn, dtype=dtype)
-        return model, DualVisionProcessor.from_pretrained(ckpt)
+        return _with_run_adapters(ckpt, model), DualVisionProcessor.from_pretrained(ckpt)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     for saved in ([run_dir / "model", run_dir / "best_model"] if run_dir else []):
         if (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file():
             cls = model_class(_model_config_kind(saved), str(saved))
             model = cls._from_config(cls.config_class.from_pretrained(saved), attn_implementation=attn, dtype=dtype)
-            return model, DualVisionProcessor.from_pretrained(saved)
+            return _with_run_adapters(ckpt, model), DualVisionProcessor.from_pretrained(saved)
     if run_dir and (run_dir / "config.json").is_file():
         from dual_vision_nb.config import DVNConfig
         from dual_vision_nb.models import build_model, build_processor_for

@@ -9,6 +9,7 @@ __all__ = ['DEFAULT_GROUP_PATTERNS', 'build_processor_for', 'build_model', 'comp
 
 # %% ../nbs/04a_models.ipynb #8192a0f0
 import math, re
+from dataclasses import asdict
 from pathlib import Path
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ def build_processor_for(cfg:DVNConfig):
                            min_pixels=m.min_pixels, max_pixels=m.max_pixels)
 
 def build_model(cfg:DVNConfig, processor)->DualVisionForConditionalGeneration:
-    "The fused model from `model` (tiny configs, hub ids or folders, or `init_from` a saved folder), with the config's extension built on it."
+    "The fused model from `model` (tiny configs, hub ids or folders, or `init_from` a saved folder), with the config's extension built on it and its LoRA adapters (`lora.r` > 0)."
     from dual_vision_nb.encoders import tiny_qwen2_5_vl_config, tiny_dinov2_config
     m = cfg.model
     if m.init_from:
@@ -53,15 +54,22 @@ def build_model(cfg:DVNConfig, processor)->DualVisionForConditionalGeneration:
         # backpropagate through (and recompute) both towers for nothing; non-reentrant checkpointing needs no hook
         model.disable_input_require_grads()
     for name, settings in cfg.extensions.items(): model = get_extension(name, settings).build_model(cfg, processor, model)
+    if cfg.lora.r:
+        from dual_vision_nb.lora import apply_lora
+        model = apply_lora(model, asdict(cfg.lora))
     return model
 
 # %% ../nbs/04a_models.ipynb #a50350ff
+def _unwrapped_name(name:str)->str:
+    "A parameter's name as the fused model has it: without peft's `PeftModel` prefix (`base_model.model.`)."
+    return name[len("base_model.model."):] if name.startswith("base_model.model.") else name
+
 def component_params(model:nn.Module, patterns:dict|None=None)->dict[str, list[tuple[str, nn.Parameter]]]:
     "Each named component's (name, parameter) pairs; every parameter in exactly one (the model's `component_patterns` if it has them)."
     patterns = patterns or getattr(model, "component_patterns", COMPONENT_PATTERNS)
     out = {c: [] for c in patterns}
     for n, p in model.named_parameters():
-        hits = [c for c, pat in patterns.items() if re.search(pat, n)]
+        hits = [c for c, pat in patterns.items() if re.search(pat, _unwrapped_name(n))]
         if len(hits) != 1: raise ValueError(f"parameter {n!r} matches {len(hits)} components {hits}")
         out[hits[0]].append((n, p))
     return out
@@ -76,10 +84,13 @@ def vision_blocks_pattern(model:nn.Module, n_last:int)->str|None:
 def apply_freeze(model:nn.Module, settings:dict, # the five freeze flags
                  unfreeze:str|None=None, # regex of parameters trainable regardless (e.g. last vision blocks)
                 )->nn.Module:
-    "Set `requires_grad` from the freeze flags: a component is frozen if any flag naming it says so."
+    "Set `requires_grad` from the freeze flags: a component is frozen if any flag naming it says so; in a component with LoRA adapters only the adapters train."
     frozen = {c for f, comps in FREEZE_FLAGS.items() if settings.get(f) for c in comps}
     for comp, params in component_params(model).items():
-        for n, p in params: p.requires_grad_(comp not in frozen or bool(unfreeze and re.search(unfreeze, n)))
+        adapted = any(".lora_" in n for n, _ in params)     # LoRA: its adapters train, its base weights stay frozen
+        for n, p in params:
+            on = comp not in frozen or bool(unfreeze and re.search(unfreeze, _unwrapped_name(n)))
+            p.requires_grad_(on and (".lora_" in n or not adapted))
     return model
 
 # %% ../nbs/04a_models.ipynb #9ed2139e
@@ -92,10 +103,12 @@ def parameter_table(model:nn.Module, # the fused model
     rows = []
     for comp, params in component_params(model).items():
         n = sum(p.numel() for _, p in params)
-        rows.append({"component": comp, "total": n, "trainable": sum(p.numel() for _, p in params if p.requires_grad)})
+        rows.append({"component": comp, "total": n, "trainable": sum(p.numel() for _, p in params if p.requires_grad),
+                     "lora": sum(p.numel() for m, p in params if ".lora_" in m)})
     total = sum(r["total"] for r in rows)
     for r in rows: r["share"] = r["total"] / total if total else 0.0
-    rows.append({"component": "total", "total": total, "trainable": sum(r["trainable"] for r in rows), "share": 1.0})
+    rows.append({"component": "total", "total": total, "trainable": sum(r["trainable"] for r in rows), "share": 1.0,
+                 "lora": sum(r["lora"] for r in rows)})
     return rows
 
 def parameter_status_table(model:nn.Module)->str:
@@ -105,7 +118,8 @@ def parameter_status_table(model:nn.Module)->str:
     for r in comps:
         n, t = r["total"], r["trainable"]
         state = "TRAINABLE" if t == n else "FROZEN" if t == 0 else "PARTIAL"
-        rows.append(f"{_LABELS.get(r['component'], r['component']):<28}: {n:>13,} total, {t:>13,} trainable  {state}")
+        label = _LABELS.get(r['component'], r['component']) + (" + LoRA" if r.get("lora") else "")
+        rows.append(f"{label:<28}: {n:>13,} total, {t:>13,} trainable  {state}")
     rows += ["-" * 72, f"{'Total':<28}: {tot['total']:>13,} total, {tot['trainable']:>13,} trainable", "=" * 72]
     return "\n".join(rows)
 
@@ -130,7 +144,7 @@ def param_groups(model:nn.Module, learning_rate:float, # base learning rate
     buckets = {}
     for n, p in model.named_parameters():
         if not p.requires_grad: continue
-        hits = [g for g, pat in patterns.items() if re.search(pat, n)]
+        hits = [g for g, pat in patterns.items() if re.search(pat, _unwrapped_name(n))]
         if len(hits) != 1:
             raise ValueError(f"trainable parameter {n!r} matches {len(hits)} parameter groups {hits}; every trainable "
                              f"parameter must match exactly one (add a pattern for it or freeze it)")

@@ -102,6 +102,9 @@ class Learner:
         from dual_vision_nb.losses import DualVisionLoss
         self.cfg = cfg or TrainingConfig()
         self.accelerator = accelerator or make_accelerator(self.cfg)
+        # DDP registers only the parameters that require grad when it wraps the model, and a parameter it skipped is never
+        # averaged across processes: wrap with every parameter trainable; each stage's `apply_freeze` decides what trains
+        for p in model.parameters(): p.requires_grad_(True)
         self.model = self.accelerator.prepare(model)
         self.train_dl = self.accelerator.prepare(train_dl)
         self.valid_dl = None if valid_dl is None else self.accelerator.prepare(valid_dl)

@@ -12,6 +12,7 @@ ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module impor
     ("",            [("callbacks", "04c", "checkpoints, logging, NaN guard"), ("inference", "05", "chat, batch, benchmark")]),
     ("",            [("trainer", "04b", "the Learner loop"), ("scenarios", "04g", "sizes, memory, FLOPs")]),
     ("model setup", [("models", "04a", "processor + model from a config; freezing, groups, extensions")]),
+    ("",            [("lora", "12", "LoRA adapters (peft), adapter folder, merged export")]),
     ("core",        [("losses", "02", "LM, diversity, InfoNCE"), ("batching", "03a", "collators, packing, samplers")]),
     ("",            [("fusion", "01", "DualVisionForConditionalGeneration"), ("data", "03", "records, images, dataset")]),
     ("",            [("encoders", "00", "Qwen2.5-VL tower, DINOv2, processor")]),
@@ -20,7 +21,7 @@ ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module impor
 CORE = {"00", "01", "02", "03", "03a", "04"}
 
 def draw(path="nbs/images/architecture.png"):
-    fig, ax = plt.subplots(figsize=(10, 8.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(10, 9.0), dpi=100)
     ax.set_xlim(0, 10); ax.set_ylim(0, len(ROWS) + 1.6); ax.axis("off")
     ax.set_title("dual_vision_nb: each module imports only from the rows below it", fontsize=13, weight="bold")
     for r, (label, mods) in enumerate(ROWS):

@@ -1,6 +1,6 @@
 """Execute notebooks in place so their outputs show in the docs. Cells flagged `#| cuda` or `#| slow` are skipped unless --all.
 
-Figures wider than MAX_WIDTH px are scaled down, and large ones stored with 256 colours (the docs show them at page width;
+Figures wider than MAX_WIDTH px are scaled down, and large ones stored with 128 colours (the docs show them at page width;
 the notebooks stay light).
 `python tools/nbrun.py --shrink-only nbs/*.ipynb` only scales the figures already there."""
 import argparse, base64, io, re, sys
@@ -10,7 +10,7 @@ from execnb.shell import CaptureShell
 
 _flag = re.compile(r"^#\|\s*(cuda|slow|eval:\s*false)\b", re.M)
 
-MAX_WIDTH = 1000
+MAX_WIDTH = 800
 
 def shrink_pngs(nb, max_width:int=MAX_WIDTH)->int:
     "Scale every PNG output wider than `max_width` down to it (aspect kept); returns how many were scaled."
@@ -21,9 +21,9 @@ def shrink_pngs(nb, max_width:int=MAX_WIDTH)->int:
             data = out.get('data', {})
             if 'image/png' not in data: continue
             raw = base64.b64decode(data['image/png']); im = Image.open(io.BytesIO(raw))
-            if im.width <= max_width and len(raw) <= 100_000: continue
+            if im.width <= max_width and len(raw) <= 40_000: continue
             if im.width > max_width: im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
-            if im.mode != 'P': im = im.convert('RGB').quantize(256)      # a plot needs no more than 256 colours
+            im = im.convert("RGB").quantize(128)      # a plot needs no more than 128 colours
             buf = io.BytesIO(); im.save(buf, format='PNG', optimize=True)
             if len(buf.getvalue()) >= len(raw): continue
             data['image/png'] = base64.b64encode(buf.getvalue()).decode(); n += 1
