@@ -9,6 +9,7 @@ __all__ = ['SCENARIOS', 'QWEN2_5_VL_SIZES', 'DINOV2_SIZES', 'MEMORY_REGIMES', 's
 
 # %% ../nbs/04g_scenarios.ipynb #b70ba285
 import copy, json, os, textwrap, warnings
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from unittest import mock
@@ -24,8 +25,8 @@ from .models import apply_freeze, component_params, param_groups, parameter_tabl
 # %% ../nbs/04g_scenarios.ipynb #d96d8174
 _TOWERS_LOW_LR = {"vision": 0.1, "merger": 0.1, "dinov2": 0.1}
 
-def _recipe(name, freeze_config, training, loss=None, model=None, data=None, curriculum=None)->dict:
-    return {"model": {"qwen": "Qwen/Qwen2.5-VL-3B-Instruct", "dinov2": "facebook/dinov2-base", "fusion_strategy": "gated",
+def _recipe(name, freeze_config, training, loss=None, model=None, data=None, curriculum=None, lora=None)->dict:
+    return {**({"lora": lora} if lora else {}), "model": {"qwen": "Qwen/Qwen2.5-VL-3B-Instruct", "dinov2": "facebook/dinov2-base", "fusion_strategy": "gated",
                       "dtype": "float32", "attn_implementation": "sdpa", "activation_checkpointing": False, **(model or {})},
             "freeze_config": freeze_config,
             "training": {"output_dir": f"runs/{name}", "num_epochs": 3, "batch_size": 8, "gradient_accumulation_steps": 1,
@@ -91,16 +92,17 @@ SCENARIOS = {
                           loss={"preset": "medical"}, data={"type": "medical"})},
     "efficient_finetuning": {
         "description": "One GPU and a large model: you want the LM and the fusion to adapt and can keep the vision "
-            "features as they are. Both vision towers are frozen (no gradients, no optimizer state, no backward "
-            "through them); projections, fusion and LM train (the LM at 0.2x). Activation checkpointing recomputes "
-            "each decoder layer in the backward pass instead of storing its activations, and gradient accumulation "
-            "(2 x 8 = 16 samples per step) keeps the effective batch. The LM's optimizer state remains: for 7B, add "
-            "bf16 weights (`model.dtype: bfloat16`, the bf16 columns below) or shard with FSDP/ZeRO.",
+            "features as they are. The LM trains through LoRA adapters (rank 16 on every attention and MLP "
+            "projection, `lora` section; its base weights frozen, so no gradients or optimizer state for them); both "
+            "vision towers are frozen (no gradients, no optimizer state, no backward through them); projections and "
+            "fusion train in full. Activation checkpointing recomputes each decoder layer in the backward pass "
+            "instead of storing its activations, and gradient accumulation (2 x 8 = 16 samples per step) keeps the "
+            "effective batch. At the end `model/` is the merged model and `model/adapter/` the adapters.",
         "config": _recipe("efficient_finetuning",
                           {"freeze_qwen_vision": True, "freeze_dinov2": True, "freeze_llm": False,
                            "freeze_fusion_layers": False, "freeze_projections": False},
-                          {"batch_size": 2, "gradient_accumulation_steps": 8, "lr_multipliers": {"llm": 0.2}},
-                          model={"activation_checkpointing": True})},
+                          {"batch_size": 2, "gradient_accumulation_steps": 8, "group_lrs": {"llm": 2e-4}},
+                          model={"activation_checkpointing": True}, lora={"r": 16, "alpha": 32.0, "dropout": 0.05, "targets": ["llm"]})},
 }
 
 # %% ../nbs/04g_scenarios.ipynb #28e1c5df
@@ -268,8 +270,12 @@ def training_flops(model:nn.Module, # a fused model (meta or real) with its free
 
 # %% ../nbs/04g_scenarios.ipynb #6687a208
 @lru_cache(maxsize=16)
-def _cached_meta_model(qwen, dinov2, fusion_strategy, common_dim, gate_hidden_dim):
-    return meta_model(qwen, dinov2, fusion_strategy=fusion_strategy, common_dim=common_dim, gate_hidden_dim=gate_hidden_dim)
+def _cached_meta_model(qwen, dinov2, fusion_strategy, common_dim, gate_hidden_dim, lora:str="null"):
+    model = meta_model(qwen, dinov2, fusion_strategy=fusion_strategy, common_dim=common_dim, gate_hidden_dim=gate_hidden_dim)
+    if json.loads(lora):                          # the adapters on the meta device: their real shapes, no memory
+        from dual_vision_nb.lora import apply_lora
+        model = apply_lora(model, json.loads(lora))
+    return model
 
 def estimate(scenario:str, # one of SCENARIOS
              qwen:str="3b", # "tiny", "3b" or "7b"
@@ -280,7 +286,8 @@ def estimate(scenario:str, # one of SCENARIOS
     "Exact parameter counts, weight/gradient/optimizer memory and training FLOPs of a scenario on named model sizes."
     cfg = DVNConfig.from_dict(scenario_config(scenario))
     m, t = cfg.model, cfg.training
-    model = _cached_meta_model(qwen, dinov2, m.fusion_strategy, m.common_dim, m.gate_hidden_dim)
+    lora = json.dumps(asdict(cfg.lora) if cfg.lora.r else None, sort_keys=True)
+    model = _cached_meta_model(qwen, dinov2, m.fusion_strategy, m.common_dim, m.gate_hidden_dim, lora)
     stages, freeze = [], cfg.freeze_config.settings()
     for s in stages_from_config(cfg):
         freeze = s.settings(freeze)
