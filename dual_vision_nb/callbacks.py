@@ -13,7 +13,7 @@ import csv, json, math, os, re, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from safetensors.torch import save_model, load_model
+from safetensors.torch import save_file, save_model, load_model
 from .config import RUN_STATE, read_run_state, did_you_mean
 from .models import DEFAULT_GROUP_PATTERNS, parameter_status_table
 from .trainer import Callback, CancelFitException, CancelStepException, Learner, _load_device, _rng_state, _set_rng_state
@@ -330,6 +330,15 @@ def check_model_config(model, saved:dict, where:str):
 
 def _schedule_state(lam)->dict: return {"kind": lam.kind, "warmup_steps": lam.warmup_steps, "total_steps": lam.total_steps, "min_ratio": lam.min_ratio}
 
+def _save_flat_weights(model:nn.Module, path:Path):
+    "The weights of a model whose parameters are views of one flat buffer (DeepSpeed ZeRO): copied out, tied ones once."
+    out, seen = {}, set()
+    for k, v in model.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape), v.dtype)
+        if key in seen: continue                      # a tied weight (the LM head of a tied-embedding model)
+        seen.add(key); out[k] = v.detach().cpu().clone().contiguous()
+    save_file(out, str(path), metadata={"format": "pt"})
+
 def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     "Write the full training state to `ckpt_dir` atomically: a temporary folder, flushed to disk, then swapped into place."
     acc, ckpt_dir = learn.accelerator, Path(ckpt_dir)
@@ -338,12 +347,15 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
         shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     write_json_atomic(tmp / f"rng_{acc.process_index}.json", _rng_state())
+    if getattr(learn, "deepspeed", False):   # every process writes its ZeRO partitions (fp32 master weights, moments)
+        learn.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
     if acc.is_main_process:
-        save_model(learn.unwrapped, str(tmp / "model.safetensors"))
+        if getattr(learn, "deepspeed", False): _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
+        else: save_model(learn.unwrapped, str(tmp / "model.safetensors"))
         write_json_atomic(tmp / "model_config.json", json.loads(json.dumps(learn.unwrapped.config.to_dict(), default=str)))
         if getattr(learn, "config", None) is not None: write_json_atomic(tmp / "run_config.json", learn.config.to_dict())
         if learn.processor is not None: learn.processor.save_pretrained(tmp)     # inference loads a checkpoint on its own
-        torch.save(learn.opt.optimizer.state_dict(), tmp / "optimizer.pt")
+        if not getattr(learn, "deepspeed", False): torch.save(learn.opt.optimizer.state_dict(), tmp / "optimizer.pt")
         sched = learn.scheduler.state_dict(); sched.pop("lr_lambdas", None)
         state = {"step": learn.step, "stage_idx": learn.stage_idx, "epoch": learn.epoch, "batch_idx": learn.batch_idx,
                  "stage_start_step": learn.stage_start_step, "freeze": learn.freeze, "metrics": learn.metrics,

@@ -7,7 +7,7 @@ __all__ = ['END_STATES', 'DualVisionTrainer', 'LRLambda', 'build_scheduler', 'Ca
            'Callback', 'Learner', 'make_accelerator']
 
 # %% ../nbs/04b_trainer.ipynb #1f63a656
-import contextlib, inspect, json, math, random, re, signal, sys, time, warnings
+import contextlib, inspect, json, math, os, random, re, signal, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -69,6 +69,33 @@ def _adamw(groups:list[dict], **kwargs)->torch.optim.AdamW:
         except (RuntimeError, TypeError): pass          # a build without the fused kernel for this device/dtype
     return torch.optim.AdamW(groups, **kwargs)
 
+# %% ../nbs/04b_trainer.ipynb #cbb22b99
+def _configure_deepspeed(acc:Accelerator, cfg:TrainingConfig, model:nn.Module)->nn.Module:
+    "Fill the DeepSpeed config from the run's settings (batch, accumulation, clipping); the model is wrapped per stage."
+    ds = acc.state.deepspeed_plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+    ds["train_batch_size"] = cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
+    ds["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)
+    ds["zero_allow_untested_optimizer"] = True        # torch's AdamW, with the project's parameter groups
+    if ds.get("zero_optimization", {}).get("stage", 0) == 3:
+        raise NotImplementedError("DeepSpeed ZeRO-3 is not supported by the Learner yet (weights partitioned across "
+                                  "processes: checkpoints, validation and generation need them gathered); use ZeRO-2 "
+                                  "(examples/accelerate/deepspeed_zero2.yaml), FSDP or DDP")
+    return model
+
+def _deepspeed_engine(acc:Accelerator, model:nn.Module, optimizer:torch.optim.Optimizer):
+    "A DeepSpeed engine over the module and this stage's optimizer, replacing (and releasing) the previous stage's."
+    old = model if hasattr(model, "module") and hasattr(model, "optimizer") else None
+    if old is not None:
+        module = old.module
+        old.destroy()                                  # its gradient hooks and buffers go with it
+        acc._models = [m for m in acc._models if m is not old]
+        acc._optimizers = [o for o in acc._optimizers if getattr(o, "optimizer", None) is not old.optimizer]
+    else: module = model
+    engine, opt = acc.prepare(module, optimizer)
+    return engine, opt
+
 # %% ../nbs/04b_trainer.ipynb #fb0ec81b
 def _rng_state()->dict:
     st = {"python": random.getstate(), "numpy": [np.random.get_state()[0], np.random.get_state()[1].tolist(),
@@ -105,7 +132,9 @@ class Learner:
         # DDP registers only the parameters that require grad when it wraps the model, and a parameter it skipped is never
         # averaged across processes: wrap with every parameter trainable; each stage's `apply_freeze` decides what trains
         for p in model.parameters(): p.requires_grad_(True)
-        self.model = self.accelerator.prepare(model)
+        self.deepspeed = self.accelerator.distributed_type.value == "DEEPSPEED"
+        if self.deepspeed: self.model = _configure_deepspeed(self.accelerator, self.cfg, model)   # wrapped per stage (build_optimizer)
+        else: self.model = self.accelerator.prepare(model)
         self.train_dl = self.accelerator.prepare(train_dl)
         self.valid_dl = None if valid_dl is None else self.accelerator.prepare(valid_dl)
         self.loss_func = loss_func or DualVisionLoss(diversity_weight=0.0, contrastive_weight=0.0, consistency_weight=0.0)
@@ -147,7 +176,7 @@ class Learner:
                         self.epoch += 1; self.batch_idx = 0
                         self("after_epoch")
                     self("after_stage")
-                    if self.stage_idx + 1 < len(self.stages): self.stage_idx += 1; self.epoch = 0
+                    if self.stage_idx + 1 < len(self.stages): self.stage_idx += 1; self.epoch = 0; self.stage_start_step = self.step
                 self.end = {"state": "finished", "reason": done}
         except CancelFitException as e: self.end = {"state": e.state, "reason": e.reason}
         except KeyboardInterrupt: self.end = {"state": "crashed", "reason": "stopped at once (Ctrl-C twice, or outside a step)"}; raise
@@ -212,8 +241,11 @@ class Learner:
         self.build_optimizer()
         if st is not None:                     # resuming: the stage's optimizer, scheduler and RNG as they were
             self.resume_state = None
-            self.opt.optimizer.load_state_dict(torch.load(st["dir"] / "optimizer.pt", weights_only=True,
-                                                          map_location=_load_device(self)))
+            if self.deepspeed:              # each process's ZeRO partitions (fp32 master weights and moments)
+                self.model.load_checkpoint(str(st["dir"] / "deepspeed"), tag="state", load_optimizer_states=True,
+                                           load_lr_scheduler_states=False, load_module_strict=True)
+            else: self.opt.optimizer.load_state_dict(torch.load(st["dir"] / "optimizer.pt", weights_only=True,
+                                                                map_location=_load_device(self)))
             self.scheduler.load_state_dict({**self.scheduler.state_dict(), **st["scheduler"]})
             self.scheduler.lr_lambdas[0].scale = st["lr_scale"]
             if st.get("schedule"): self.resume_schedule(st["schedule"])
@@ -250,10 +282,18 @@ class Learner:
                               {**c.lr_multipliers, **s.lr_multipliers}, c.extra_param_groups)
         for g in groups: g.pop("param_names")
         if self.opt is not None and self.opt in self.accelerator._optimizers: self.accelerator._optimizers.remove(self.opt)
-        self.opt = self.accelerator.prepare_optimizer(_adamw(groups, lr=c.learning_rate, betas=tuple(c.adam_betas), eps=c.adam_eps))
+        if self.deepspeed:     # a new engine over the module for this stage's trainable parameters (ZeRO fixes them at init)
+            self.model, self.opt = _deepspeed_engine(self.accelerator, self.model, torch.optim.AdamW(
+                groups, lr=c.learning_rate, betas=tuple(c.adam_betas), eps=c.adam_eps))
+        else: self.opt = self.accelerator.prepare_optimizer(_adamw(groups, lr=c.learning_rate, betas=tuple(c.adam_betas), eps=c.adam_eps))
         total = self.stage_total_steps()
         warmup = c.warmup_steps or int(c.warmup_ratio * total)
-        self.scheduler = build_scheduler(self.opt.optimizer, c.scheduler, warmup, total)
+        self.scheduler = build_scheduler(self.torch_optimizer, c.scheduler, warmup, total)
+
+    @property
+    def torch_optimizer(self)->torch.optim.Optimizer:
+        "The torch optimizer whose param_groups carry the learning rates (under DeepSpeed, the one inside its ZeRO optimizer)."
+        return self.model.optimizer.optimizer if self.deepspeed else self.opt.optimizer
 
     def stage_total_steps(self)->int:
         "Optimizer steps this stage will take (its steps or epochs, cut by `max_steps`): the schedule's horizon."
@@ -324,23 +364,32 @@ class Learner:
         parts = {}
         try:
             for i, b in enumerate(micro):
-                sync = contextlib.nullcontext() if i == len(micro) - 1 else acc.no_sync(self.model)
+                sync = contextlib.nullcontext() if i == len(micro) - 1 or self.deepspeed else acc.no_sync(self.model)
                 with sync:
                     out = self.compute_loss(b, num_items)
                     # the LM term is already a share of the step's token mean; other terms average over micro-batches
                     lm = out.get("lm", 0.0)
                     loss = lm + (out["loss"] - lm) / len(micro)
-                    acc.backward(loss)
+                    if self.deepspeed:      # the engine divides by its accumulation steps: the loss is already the step's share
+                        self.model.set_gradient_accumulation_boundary(i == len(micro) - 1)
+                        self.model.backward(loss * len(micro))
+                    else: acc.backward(loss)
                 parts["loss"] = parts.get("loss", 0.0) + loss.detach()
                 for k, v in out.items():
                     if k == "loss": continue
                     parts[k] = parts.get(k, 0.0) + v.detach() * (1 if k == "lm" else 1 / len(micro)) if isinstance(v, Tensor) else v
             self.loss_parts = parts
             self("after_backward")
-            if self.cfg.max_grad_norm: self.grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-            self.opt.step(); self.scheduler.step()
-        except CancelStepException: pass
-        finally: self.opt.zero_grad(set_to_none=True)
+            if self.deepspeed:               # clipping (gradient_clipping), the step and zeroing happen in the engine
+                self.model.step(); self.grad_norm = self.model.get_global_grad_norm()
+            else:
+                if self.cfg.max_grad_norm: self.grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+                self.opt.step()
+            self.scheduler.step()
+        except CancelStepException:
+            if self.deepspeed: self.model.zero_grad()
+        finally:
+            if not self.deepspeed: self.opt.zero_grad(set_to_none=True)
         self.step += 1; self.batch_idx += len(micro)
         self("after_step")
         if self.cfg.max_steps and self.step >= self.cfg.max_steps: raise CancelFitException("max_steps", "finished")
@@ -367,11 +416,30 @@ DualVisionTrainer = Learner   # the name other dual-encoder code uses for the tr
 # %% ../nbs/04b_trainer.ipynb #a3ad02d4
 def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerator:
     "An `Accelerator` with seeded per-epoch shuffling (so a resumed epoch replays the same order) and optional TensorBoard."
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
+    from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs, InitProcessGroupKwargs,
+                                  ProjectConfiguration)
     log_with = "tensorboard" if log_dir is not None else None
+    engine = _launched_engine()
     # DDP wraps the model once, before stages change the freezing; parameters without gradient (frozen ones, DINOv2's
     # mask token) must not stall the reducer
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, log_with=log_with,
-                       project_config=ProjectConfiguration(project_dir=str(log_dir or cfg.output_dir)),
-                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    # DeepSpeed or FSDP without a GPU: accelerate finds no backend of its own for the CPU and would run each process as
+    # a world of one; gloo is the CPU's backend
+    if engine and not torch.cuda.is_available(): handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, log_with=log_with,
+                      project_config=ProjectConfiguration(project_dir=str(log_dir or cfg.output_dir)),
+                      dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+                      kwargs_handlers=handlers)
+    got = acc.distributed_type.value
+    if engine and got != engine:
+        raise RuntimeError(f"`accelerate launch` asked for {engine}, but the run got {got}"
+                           + (" because ACCELERATE_USE_CPU is set (it turns DeepSpeed and FSDP off): unset it"
+                              if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") else "")
+                           + "; refusing to train with another engine than the one asked for")
+    return acc
+
+def _launched_engine()->str|None:
+    "The sharding engine `accelerate launch` was asked for (its environment), or None."
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true": return "DEEPSPEED"
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true": return "FSDP"
+    return None
