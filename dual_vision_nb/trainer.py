@@ -425,7 +425,12 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     # DeepSpeed or FSDP without a GPU: accelerate finds no backend of its own for the CPU and would run each process as
     # a world of one; gloo is the CPU's backend
-    if engine and not torch.cuda.is_available(): handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    if engine and not torch.cuda.is_available():
+        if engine == "FSDP":
+            raise RuntimeError("`accelerate launch` asked for FSDP, which accelerate runs on GPUs only (on the CPU it would "
+                               "run each process alone, or plain DDP with ACCELERATE_USE_CPU); on the CPU use DeepSpeed "
+                               "ZeRO-2 (examples/accelerate/deepspeed_zero2.yaml) or DDP (examples/accelerate/ddp.yaml)")
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, log_with=log_with,
                       project_config=ProjectConfiguration(project_dir=str(log_dir or cfg.output_dir)),
                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),

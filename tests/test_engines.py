@@ -76,3 +76,11 @@ def test_a_launch_that_would_fall_back_to_ddp_is_refused(tmp_path):
     r = _launch("deepspeed_zero2.yaml", cfg, env={"ACCELERATE_USE_CPU": "true"}, check=False)
     assert r.returncode != 0 and "asked for DEEPSPEED, but the run got MULTI_CPU" in r.stderr and "unset it" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "c" / "metrics.csv").exists()
+
+
+def test_fsdp_without_a_gpu_is_refused_not_run_alone(tmp_path):
+    "accelerate runs FSDP on GPUs only: on the CPU each process would train alone; the trainer says so before training."
+    cfg = _write(tmp_path, "c.json", _config(tmp_path, tmp_path / "c", max_steps=2, batch_size=2))
+    r = _launch("fsdp2.yaml", cfg, check=False)
+    assert r.returncode != 0 and "FSDP, which accelerate runs on GPUs only" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "c" / "metrics.csv").exists()
