@@ -393,7 +393,9 @@ def check_accelerate_config(path:str|Path, # an accelerate config file (YAML or 
                 fsdp_env = {k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_"))}
                 with mock.patch.dict(os.environ, {**fsdp_env, "FSDP_SYNC_MODULE_STATES": "false", "FSDP_CPU_RAM_EFFICIENT_LOADING": "false"}):
                     plugin = FullyShardedDataParallelPlugin()
-                out["fsdp"] = {"version": plugin.fsdp_version, "sharding_strategy": str(plugin.sharding_strategy.name),
+                out["fsdp"] = {"version": plugin.fsdp_version,       # FSDP2 has reshard_after_forward instead of a sharding strategy
+                               "sharding_strategy": getattr(plugin.sharding_strategy, "name", None),
+                               "reshard_after_forward": getattr(plugin, "reshard_after_forward", None),
                                "auto_wrap_policy": getattr(plugin.auto_wrap_policy, "__name__", plugin.auto_wrap_policy),
                                "transformer_cls_names_to_wrap": plugin.transformer_cls_names_to_wrap,
                                "use_orig_params": plugin.use_orig_params, "state_dict_type": str(plugin.state_dict_type.name),
