@@ -43,7 +43,8 @@ def test_estimates_count_published_sizes():
 def test_accelerate_examples_are_accepted_by_accelerate():
     from dual_vision_nb.scenarios import check_accelerate_config
     resolved = {p.name: check_accelerate_config(p) for p in EXAMPLES.glob("*.yaml")}
-    assert sorted(resolved) == ["ddp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "fsdp.yaml"]
+    assert sorted(resolved) == ["ddp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "fsdp.yaml", "fsdp2.yaml"]
+    assert resolved["fsdp2.yaml"]["fsdp"]["version"] == 2
     assert resolved["fsdp.yaml"]["fsdp"]["sharding_strategy"] == "FULL_SHARD"
     assert resolved["fsdp.yaml"]["fsdp"]["use_orig_params"] is True
     assert resolved["deepspeed_zero3.yaml"]["deepspeed"]["zero_optimization"]["stage"] == 3
