@@ -9,7 +9,7 @@ __all__ = ['DATA_ORDER_FIELDS', 'NaNGuardCB', 'GradNormCB', 'EvalCB', 'TrackerCB
            'CPUThreadsCB']
 
 # %% ../nbs/04c_callbacks.ipynb #f626cb61
-import csv, json, math, os, re, shutil, sys, time, warnings
+import contextlib, csv, json, math, os, re, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from torch import nn, Tensor
@@ -29,11 +29,14 @@ class NaNGuardCB(Callback):
     def before_fit(self): self.snapshot()
     def snapshot(self):
         "Keep a CPU copy of the trainable weights (the last good state; optimizer moments are cleared on restore)."
+        if getattr(self.learn, "deepspeed", False): self.good = None; return   # the master weights live in ZeRO's partitions
         self.good = {n: p.detach().cpu().clone() for n, p in self.learn.unwrapped.named_parameters() if p.requires_grad}
 
     def after_backward(self):
         learn = self.learn
         loss_ok = bool(torch.isfinite(learn.loss_parts["loss"]).all())
+        if getattr(learn, "deepspeed", False):   # gradients are in ZeRO's partitions: every process decides on all losses
+            loss_ok = bool(learn.accelerator.reduce(torch.tensor([0.0 if loss_ok else 1.0]), "sum").item() == 0)
         grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
         # one fused norm over every gradient: non-finite iff some gradient holds a NaN/inf (one host read per step)
         grad_ok = loss_ok and bool(torch.nn.utils.get_total_norm(grads, foreach=True).isfinite()) if grads else loss_ok
@@ -349,9 +352,10 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     write_json_atomic(tmp / f"rng_{acc.process_index}.json", _rng_state())
     if getattr(learn, "deepspeed", False):   # every process writes its ZeRO partitions (fp32 master weights, moments)
         learn.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
+        with learn.full_weights():            # ZeRO-3: gathered on every process, written by the main one
+            if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
+    elif acc.is_main_process: save_model(learn.unwrapped, str(tmp / "model.safetensors"))
     if acc.is_main_process:
-        if getattr(learn, "deepspeed", False): _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
-        else: save_model(learn.unwrapped, str(tmp / "model.safetensors"))
         write_json_atomic(tmp / "model_config.json", json.loads(json.dumps(learn.unwrapped.config.to_dict(), default=str)))
         if getattr(learn, "config", None) is not None: write_json_atomic(tmp / "run_config.json", learn.config.to_dict())
         if learn.processor is not None: learn.processor.save_pretrained(tmp)     # inference loads a checkpoint on its own
@@ -452,15 +456,17 @@ class CheckpointCB(TrackerCB):
         "The model (and processor) as a `save_pretrained` folder, swapped in atomically (see `publish_dir`); with LoRA the merged model plus `adapter/`."
         acc = self.learn.accelerator
         acc.wait_for_everyone()
-        if acc.is_main_process:
-            tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
-            model = self.learn.unwrapped
-            if getattr(model, "_dvn_lora", None) is not None:       # adapters folded in (a plain model folder) + the adapters alone
-                from dual_vision_nb.lora import save_adapter, save_merged
-                save_merged(model, tmp); save_adapter(model, tmp / "adapter")
-            else: model.save_pretrained(tmp)
-            if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
-            publish_dir(tmp, dest)
+        gathered = self.learn.full_weights() if hasattr(self.learn, "full_weights") else contextlib.nullcontext()
+        with gathered:                                              # ZeRO-3: every process gathers, the main one writes
+            if acc.is_main_process:
+                tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
+                model = self.learn.unwrapped
+                if getattr(model, "_dvn_lora", None) is not None:   # adapters folded in (a plain model folder) + the adapters alone
+                    from dual_vision_nb.lora import save_adapter, save_merged
+                    save_merged(model, tmp); save_adapter(model, tmp / "adapter")
+                else: model.save_pretrained(tmp)
+                if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
+                publish_dir(tmp, dest)
         acc.wait_for_everyone()
 
     def save(self):

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['COLOURS', 'ColourTask', 'tiny_model_config', 'tiny_run_config', 'write_config', 'run_dvn_train', 'KillAtStep',
-           'RaiseAtStep', 'SleepEachStep']
+           'RaiseAtStep', 'SleepEachStep', 'NaNLossAtStep']
 
 # %% ../nbs/11_test_utils.ipynb #aa657343
 import tempfile
@@ -109,3 +109,12 @@ class SleepEachStep(Callback):
     "Sleep DVN_STEP_SLEEP seconds after each step (numerically nothing changes): time for a test to send a signal."
     def after_step(self): time.sleep(float(os.environ.get("DVN_STEP_SLEEP", "0.05")))
 
+
+# %% ../nbs/11_test_utils.ipynb #ec5cab00
+class NaNLossAtStep(Callback):
+    "Report a non-finite loss in step DVN_NAN_AT_STEP on process DVN_NAN_RANK only (before the NaN guard reads it): one process's bad step."
+    order = 1
+    def after_backward(self):
+        if self.learn.step + 1 == int(os.environ.get("DVN_NAN_AT_STEP", "-1")) and \
+           self.learn.accelerator.process_index == int(os.environ.get("DVN_NAN_RANK", "0")):
+            self.learn.loss_parts["loss"] = torch.tensor(float("nan"))

@@ -78,10 +78,6 @@ def _configure_deepspeed(acc:Accelerator, cfg:TrainingConfig, model:nn.Module)->
     ds["train_batch_size"] = cfg.batch_size * cfg.gradient_accumulation_steps * acc.num_processes
     ds["gradient_clipping"] = float(cfg.max_grad_norm or 0.0)
     ds["zero_allow_untested_optimizer"] = True        # torch's AdamW, with the project's parameter groups
-    if ds.get("zero_optimization", {}).get("stage", 0) == 3:
-        raise NotImplementedError("DeepSpeed ZeRO-3 is not supported by the Learner yet (weights partitioned across "
-                                  "processes: checkpoints, validation and generation need them gathered); use ZeRO-2 "
-                                  "(examples/accelerate/deepspeed_zero2.yaml), FSDP or DDP")
     return model
 
 def _deepspeed_engine(acc:Accelerator, model:nn.Module, optimizer:torch.optim.Optimizer):
@@ -295,6 +291,12 @@ class Learner:
         "The torch optimizer whose param_groups carry the learning rates (under DeepSpeed, the one inside its ZeRO optimizer)."
         return self.model.optimizer.optimizer if self.deepspeed else self.opt.optimizer
 
+    def full_weights(self):
+        "A context in which every process holds the model's full weights: ZeRO-3 gathers its partitions (every process must enter)."
+        if not self.deepspeed: return contextlib.nullcontext()
+        import deepspeed
+        return deepspeed.zero.GatheredParameters(list(self.unwrapped.parameters()), modifier_rank=None)
+
     def stage_total_steps(self)->int:
         "Optimizer steps this stage will take (its steps or epochs, cut by `max_steps`): the schedule's horizon."
         s = self.stage
@@ -441,6 +443,9 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                            + (" because ACCELERATE_USE_CPU is set (it turns DeepSpeed and FSDP off): unset it"
                               if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") else "")
                            + "; refusing to train with another engine than the one asked for")
+    if got == "DEEPSPEED" and acc.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0) == 3:
+        raise NotImplementedError("DeepSpeed ZeRO-3 is not supported by the trainer: use ZeRO-2 "
+                                  "(examples/accelerate/deepspeed_zero2.yaml) or DDP")
     return acc
 
 def _launched_engine()->str|None:

@@ -84,3 +84,22 @@ def test_fsdp_without_a_gpu_is_refused_not_run_alone(tmp_path):
     r = _launch("fsdp2.yaml", cfg, check=False)
     assert r.returncode != 0 and "FSDP, which accelerate runs on GPUs only" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "c" / "metrics.csv").exists()
+
+
+def test_zero2_one_process_bad_loss_skips_the_step_on_every_process(tmp_path):
+    """Under ZeRO-2 the gradients live in DeepSpeed's partitions, so the NaN guard decides on every process's loss: a
+    non-finite loss on process 1 alone makes both skip that step (no hang, no half-applied step), and the run goes on."""
+    _needs_deepspeed()
+    cfg = _config(tmp_path, tmp_path / "nan", max_steps=6, batch_size=2, callbacks=["dual_vision_nb.test_utils:NaNLossAtStep"])
+    _launch("deepspeed_zero2.yaml", _write(tmp_path, "nan.json", cfg), env={"DVN_NAN_AT_STEP": "3", "DVN_NAN_RANK": "1"})
+    events = [json.loads(l) for l in (tmp_path / "nan" / "events.jsonl").read_text().splitlines()]
+    skips = [e for e in events if e.get("event") == "skip_nonfinite"]
+    assert [e["step"] for e in skips] == [2], skips
+    assert sorted(_curve(tmp_path / "nan")) == list(range(1, 7))
+
+
+def test_zero3_is_refused_with_a_clear_error(tmp_path):
+    _needs_deepspeed()
+    cfg = _write(tmp_path, "c.json", _config(tmp_path, tmp_path / "c", max_steps=2, batch_size=2))
+    r = _launch("deepspeed_zero3.yaml", cfg, check=False)
+    assert r.returncode != 0 and "ZeRO-3 is not supported by the trainer" in r.stderr, r.stderr[-2000:]
