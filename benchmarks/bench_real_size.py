@@ -109,9 +109,12 @@ def main():
                "held_gib": {k: round(v / GiB, 2) for k, v in held.items()},
                "estimate": {"regime": regime, "label": MEMORY_REGIMES[regime]["label"],
                             "weights_grads_adam_gib": round(est_bytes / GiB, 2),
+                            "activations_gib": {k: round(v / GiB, 3) for k, v in est["activations"].items()},
+                            "with_activations_gib": round((est_bytes + est["activations"]["total"]) / GiB, 2),
                             "trainable": est["params"]["total"]["trainable"], "total": est["params"]["total"]["total"],
                             "training_tflops": round(est["flops"]["total"] / 1e12, 2)},
-               "step_peak_vs_estimate": round(step_peak.peak / est_bytes, 3)}
+               "step_peak_vs_estimate": round(step_peak.peak / est_bytes, 3),
+               "step_peak_vs_estimate_with_activations": round(step_peak.peak / (est_bytes + est["activations"]["total"]), 3)}
     summary["achieved_gflops"] = round(est["flops"]["total"] / phases["step_s"] / 1e9, 1)
     write_result("real_size", {**metadata("real_size", state, args), "summary": summary})
     import json; print(json.dumps(summary, indent=1))

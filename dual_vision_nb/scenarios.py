@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SCENARIOS', 'QWEN2_5_VL_SIZES', 'DINOV2_SIZES', 'MEMORY_REGIMES', 'scenario_config', 'encoder_configs', 'meta_model',
-           'parameter_counts', 'memory_bytes', 'image_tokens', 'training_flops', 'estimate', 'estimate_table',
-           'scenario_guide', 'check_accelerate_config']
+           'parameter_counts', 'memory_bytes', 'image_tokens', 'training_flops', 'activation_bytes', 'estimate',
+           'estimate_table', 'scenario_guide', 'check_accelerate_config']
 
 # %% ../nbs/04g_scenarios.ipynb #b70ba285
 import copy, json, os, textwrap, warnings
@@ -268,6 +268,30 @@ def training_flops(model:nn.Module, # a fused model (meta or real) with its free
     total = sum(tot.values())
     return {**tot, "total": total, "per_token": total / tok["sequence"], "tokens": tok, "by_component": by}
 
+# %% ../nbs/04g_scenarios.ipynb #9017114f
+def activation_bytes(model:nn.Module, # a fused model (meta or real) with its freezing applied
+                     image_hw:tuple=(448, 448), # (H, W) pixels of each image
+                     text_tokens:int=256, # text tokens per sample
+                     activation_checkpointing:bool=False,
+                     dtype_bytes:int=2, # bytes of an activation (bf16: 2)
+                    )->dict[str, int]: # per sample: lm, vision, logits, total (bytes)
+    """Activation memory of one sample's training step, to first order: what each transformer layer keeps for its
+    backward (the inputs of its projections and MLP, ~(8 width + 3 MLP width) values per token), every layer's input
+    only under checkpointing (plus one layer recomputed at a time), and the logits (model dtype, a float32 copy for
+    the loss and its float32 gradient). A stack keeps nothing when no gradient reaches it."""
+    tok = image_tokens(model, image_hw, text_tokens)
+    trainable = {c for c, ps in component_params(model).items() if any(p.requires_grad for _, p in ps)}
+    grads_reach = lambda comp, ups: comp in trainable or any(u in trainable for u in ups)
+    def stack(rows, width, mlp, layers):
+        per_layer = rows * (8 * width + 3 * mlp) * dtype_bytes
+        return rows * width * dtype_bytes * layers + per_layer if activation_checkpointing else per_layer * layers
+    tc, vc, dc = model.config.text_config, model.config.vision_config, model.config.dinov2_config
+    lm = stack(tok["sequence"], tc.hidden_size, tc.intermediate_size, tc.num_hidden_layers) if grads_reach("llm", _UPSTREAM["llm"]) else 0
+    vision = (stack(tok["patches"], vc.hidden_size, vc.intermediate_size, vc.depth) if grads_reach("qwen_vision", ()) else 0) + \
+             (stack(tok["dinov2"], dc.hidden_size, int(dc.hidden_size * dc.mlp_ratio), dc.num_hidden_layers) if "dinov2" in trainable else 0)
+    logits = tok["sequence"] * tc.vocab_size * (dtype_bytes + 4 + 4) if lm else 0
+    return {"lm": lm, "vision": vision, "logits": logits, "total": lm + vision + logits}
+
 # %% ../nbs/04g_scenarios.ipynb #6687a208
 @lru_cache(maxsize=16)
 def _cached_meta_model(qwen, dinov2, fusion_strategy, common_dim, gate_hidden_dim, lora:str="null"):
@@ -298,6 +322,7 @@ def estimate(scenario:str, # one of SCENARIOS
         n = params["total"]
         stages.append({"stage": s.name, "training_mode": s.training_mode, "params": params,
                        "memory": {r: memory_bytes(n["total"], n["trainable"], r) for r in MEMORY_REGIMES},
+                       "activations": activation_bytes(model, image_hw, text_tokens, m.activation_checkpointing),
                        "flops": training_flops(model, image_hw, text_tokens, activation_checkpointing=m.activation_checkpointing)})
     peak = max(stages, key=lambda st: st["memory"]["mixed_bf16"]["total"])
     return {"scenario": scenario, "qwen": qwen, "dinov2": dinov2, **peak, "stages": stages}
