@@ -9,7 +9,7 @@ __all__ = ['DATA_ORDER_FIELDS', 'NaNGuardCB', 'GradNormCB', 'EvalCB', 'TrackerCB
            'CPUThreadsCB']
 
 # %% ../nbs/04c_callbacks.ipynb #f626cb61
-import contextlib, csv, json, math, os, re, shutil, sys, time, warnings
+import csv, json, math, os, re, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from torch import nn, Tensor
@@ -352,8 +352,7 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     write_json_atomic(tmp / f"rng_{acc.process_index}.json", _rng_state())
     if getattr(learn, "deepspeed", False):   # every process writes its ZeRO partitions (fp32 master weights, moments)
         learn.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
-        with learn.full_weights():            # ZeRO-3: gathered on every process, written by the main one
-            if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
+        if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")   # ZeRO-2: whole on every process
     elif acc.is_main_process: save_model(learn.unwrapped, str(tmp / "model.safetensors"))
     if acc.is_main_process:
         write_json_atomic(tmp / "model_config.json", json.loads(json.dumps(learn.unwrapped.config.to_dict(), default=str)))
@@ -456,17 +455,15 @@ class CheckpointCB(TrackerCB):
         "The model (and processor) as a `save_pretrained` folder, swapped in atomically (see `publish_dir`); with LoRA the merged model plus `adapter/`."
         acc = self.learn.accelerator
         acc.wait_for_everyone()
-        gathered = self.learn.full_weights() if hasattr(self.learn, "full_weights") else contextlib.nullcontext()
-        with gathered:                                              # ZeRO-3: every process gathers, the main one writes
-            if acc.is_main_process:
-                tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
-                model = self.learn.unwrapped
-                if getattr(model, "_dvn_lora", None) is not None:   # adapters folded in (a plain model folder) + the adapters alone
-                    from dual_vision_nb.lora import save_adapter, save_merged
-                    save_merged(model, tmp); save_adapter(model, tmp / "adapter")
-                else: model.save_pretrained(tmp)
-                if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
-                publish_dir(tmp, dest)
+        if acc.is_main_process:
+            tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
+            model = self.learn.unwrapped
+            if getattr(model, "_dvn_lora", None) is not None:       # adapters folded in (a plain model folder) + the adapters alone
+                from dual_vision_nb.lora import save_adapter, save_merged
+                save_merged(model, tmp); save_adapter(model, tmp / "adapter")
+            else: model.save_pretrained(tmp)
+            if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
+            publish_dir(tmp, dest)
         acc.wait_for_everyone()
 
     def save(self):

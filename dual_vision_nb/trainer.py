@@ -291,12 +291,6 @@ class Learner:
         "The torch optimizer whose param_groups carry the learning rates (under DeepSpeed, the one inside its ZeRO optimizer)."
         return self.model.optimizer.optimizer if self.deepspeed else self.opt.optimizer
 
-    def full_weights(self):
-        "A context in which every process holds the model's full weights: ZeRO-3 gathers its partitions (every process must enter)."
-        if not self.deepspeed: return contextlib.nullcontext()
-        import deepspeed
-        return deepspeed.zero.GatheredParameters(list(self.unwrapped.parameters()), modifier_rank=None)
-
     def stage_total_steps(self)->int:
         "Optimizer steps this stage will take (its steps or epochs, cut by `max_steps`): the schedule's horizon."
         s = self.stage

@@ -21,6 +21,13 @@ def _curve(run_dir):
     return {int(r["step"]): float(r["value"]) for r in csv.DictReader((Path(run_dir) / "metrics.csv").open()) if r["name"] == "train/loss"}
 
 
+def _assert_same_curve(run_a, run_b, n_steps, tol):
+    "Both runs logged steps 1..n_steps with losses equal within `tol`."
+    a, b = _curve(run_a), _curve(run_b)
+    assert sorted(a) == sorted(b) == list(range(1, n_steps + 1)), (sorted(a), sorted(b))
+    for s in a: assert abs(a[s] - b[s]) <= tol, (s, a[s], b[s])
+
+
 def _launch(yaml, cfg_path, env=None, check=True):
     "dvn_train under `accelerate launch` with 2 processes on the CPU (python -m: no console-script shim in between)."
     if shutil.which("accelerate") is None: pytest.fail("accelerate CLI not on PATH")
@@ -47,9 +54,7 @@ def test_zero2_matches_one_process_across_stages_with_lora(tmp_path):
     ckpt = tmp_path / "zero2" / "checkpoints" / "step-0000008" / "deepspeed" / "state"
     assert sorted(p.name for p in ckpt.glob("zero_pp_rank_*_optim_states.pt")) == [
         "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]   # really sharded
-    a, b = _curve(tmp_path / "one"), _curve(tmp_path / "zero2")
-    assert sorted(a) == sorted(b) == list(range(1, 10))
-    for s in a: assert abs(a[s] - b[s]) <= 1e-5, (s, a[s], b[s])
+    _assert_same_curve(tmp_path / "one", tmp_path / "zero2", 9, 1e-5)
 
 
 def test_zero2_kill_and_resume_is_exact(tmp_path):
@@ -64,9 +69,7 @@ def test_zero2_kill_and_resume_is_exact(tmp_path):
     assert json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())["step"] == 4
     cfg = json.loads(killed.read_text()); cfg["training"]["resume"] = "latest"
     _launch("deepspeed_zero2.yaml", _write(tmp_path, "resume.json", cfg), env={"DVN_KILL_AT_STEP": "-1"})
-    a, b = _curve(tmp_path / "full"), _curve(tmp_path / "killed")
-    assert sorted(a) == sorted(b) == list(range(1, 13))
-    for s in a: assert abs(a[s] - b[s]) <= 1e-6, (s, a[s], b[s])
+    _assert_same_curve(tmp_path / "full", tmp_path / "killed", 12, 1e-6)
 
 
 def test_a_launch_that_would_fall_back_to_ddp_is_refused(tmp_path):
