@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from safetensors.torch import save_file
-from .config import ConfigError
+from dataclasses import asdict
+from .config import ConfigError, LoRAConfig
 
 # %% ../nbs/12_lora.ipynb #9544162f
 LORA_TARGETS = {  # target -> regex of the Linear layers it adapts (peft full-matches it against module names)
@@ -20,8 +21,7 @@ LORA_TARGETS = {  # target -> regex of the Linear layers it adapts (peft full-ma
     "dinov2": r"(.*\.)?model\.dinov2\.encoder\.layer\.\d+\.(attention\.(q|k|v|o)_proj|mlp\.fc(1|2))",
 }
 ADAPTER_NAME = "default"
-LORA_DEFAULTS = {"r": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["llm"], "target_modules": None, "rslora": False,
-                 "quantization": "none"}
+LORA_DEFAULTS = {**asdict(LoRAConfig()), "r": 8}   # `LoRAConfig`'s defaults; rank 8 when Python code asks for LoRA without a rank
 
 def lora_target_regex(settings:dict)->str:
     "The one regex of module names the adapters go on: the named targets and `target_modules`."
