@@ -14,18 +14,21 @@ from PIL import Image
 from tokenizers import Tokenizer, Regex, models as tok_models, pre_tokenizers, normalizers, decoders, trainers
 from transformers import (AutoConfig, AutoModel, AutoTokenizer, Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig,
                           Dinov2WithRegistersModel, PretrainedConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                          Qwen2_5_VLProcessor, Qwen2Tokenizer)
+                          Qwen2_5_VLProcessor, Qwen2Tokenizer, DINOv3ViTConfig,
+                          Siglip2VisionConfig, Siglip2VisionModel, SiglipVisionConfig, SiglipVisionModel)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from .config import DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS
 
 # %% auto #0
 __all__ = ['QWEN_SPECIAL_TOKENS', 'DEFAULT_CORPUS', 'TEMPLATE_TEXTS', 'QWEN2_5_VL_CHAT_TEMPLATE', 'CELL_PX', 'DINOV2_CLASSES',
-           'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'train_tokenizer', 'to_rgb', 'DualVisionProcessor',
-           'build_processor', 'load_processor', 'mrope_section', 'tiny_qwen2_5_vl_config', 'tiny_dinov2_config',
-           'resolve_attn_implementation', 'BatchedVisionAttention', 'batch_vision_attention', 'load_qwen2_5_vl',
-           'check_dinov2_config', 'load_dinov2', 'grid_list', 'rebuild_images', 'renormalise', 'merge_2x2',
-           'dinov2_merged_tokens', 'disable_attention']
+           'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SIGLIP_MEAN', 'SIGLIP_STD', 'SECOND_ENCODERS',
+           'train_tokenizer', 'to_rgb', 'DualVisionProcessor', 'build_processor', 'load_processor', 'mrope_section',
+           'tiny_qwen2_5_vl_config', 'tiny_dinov2_config', 'resolve_attn_implementation', 'BatchedVisionAttention',
+           'batch_vision_attention', 'load_qwen2_5_vl', 'check_dinov2_config', 'load_dinov2', 'grid_list',
+           'rebuild_images', 'renormalise', 'merge_2x2', 'dinov2_merged_tokens', 'disable_attention',
+           'second_encoder_family', 'check_second_encoder_config', 'resample_cells', 'encoder_patch_tokens',
+           'second_merged_tokens', 'tiny_second_encoder_config', 'load_second_encoder']
 
 # %% ../nbs/00_encoders.ipynb #c38cdbb5
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -359,9 +362,130 @@ def dinov2_merged_tokens(dinov2:Dinov2Model|Dinov2WithRegistersModel, # the DINO
 
 # %% ../nbs/00_encoders.ipynb #d6d27254
 def disable_attention(model:torch.nn.Module)->torch.nn.Module:
-    "Zero every attention output projection (Qwen vision `attn.proj`, DINOv2 `attention.o_proj`): tokens stop mixing."
+    "Zero every attention output projection (Qwen vision `attn.proj`, DINOv2/DINOv3 `attention.o_proj`, SigLIP `self_attn.out_proj`): tokens stop mixing."
     with torch.no_grad():
         for name, mod in model.named_modules():
-            if name.endswith(("attn.proj", "attention.o_proj")) and isinstance(mod, torch.nn.Linear):
+            if name.endswith(("attn.proj", "attention.o_proj", "self_attn.out_proj")) and isinstance(mod, torch.nn.Linear):
                 mod.weight.zero_(); mod.bias.zero_()
     return model
+
+# %% ../nbs/00_encoders.ipynb #c2d23654
+SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+SECOND_ENCODERS = {   # family -> what the alignment needs to know about it
+    "dinov2":  {"model_types": ("dinov2", "dinov2_with_registers"), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                "inputs": "image", "cls": 1, "example": "facebook/dinov2-base"},
+    "dinov3":  {"model_types": ("dinov3_vit",), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                "inputs": "image", "cls": 1, "example": "facebook/dinov3-vitb16-pretrain-lvd1689m"},
+    "siglip2": {"model_types": ("siglip2_vision_model", "siglip2"), "mean": SIGLIP_MEAN, "std": SIGLIP_STD,
+                "inputs": "naflex", "cls": 0, "example": "google/siglip2-base-patch16-naflex"},
+    "siglip":  {"model_types": ("siglip_vision_model", "siglip"), "mean": SIGLIP_MEAN, "std": SIGLIP_STD,
+                "inputs": "interpolate", "cls": 0, "example": "google/siglip-base-patch16-224"},
+}
+
+def second_encoder_family(config:PretrainedConfig)->str:
+    "The family (`SECOND_ENCODERS` key) of a second encoder's config; a clear error for any other model."
+    mt = getattr(config, "model_type", None)
+    for fam, spec in SECOND_ENCODERS.items():
+        if mt in spec["model_types"]: return fam
+    known = ", ".join(t for s in SECOND_ENCODERS.values() for t in s["model_types"])
+    raise ValueError(f"model_type={mt!r} is not a second encoder this framework aligns; use one of: {known} "
+                     f"(e.g. {', '.join(s['example'] for s in SECOND_ENCODERS.values())})")
+
+def check_second_encoder_config(config:PretrainedConfig)->PretrainedConfig:
+    "Refuse configs the alignment cannot use: an unknown family, a pooling head that would train on nothing, a patch size below 2."
+    fam = second_encoder_family(config)
+    if fam in ("siglip", "siglip2") and getattr(config, "vision_use_head", False):
+        raise ValueError(f"{config.model_type}: vision_use_head=True adds an attention-pooling head the fusion never reads; "
+                         "set vision_use_head=False (`load_second_encoder` does)")
+    if config.patch_size < 2: raise ValueError(f"{config.model_type}: patch_size={config.patch_size}; the alignment needs at least 2")
+    return config
+
+def resample_cells(images:Tensor, # (B, 3, H, W) with H, W multiples of `CELL_PX` (Qwen's 28-px cells)
+                   patch_size:int, # the encoder's patch size p: each cell becomes 2p x 2p px
+                  )->Tensor: # (B, 3, H/28*2p, W/28*2p)
+    "Resample every 28x28 cell to 2p x 2p on its own (bilinear inside the cell, never across it), so the encoder's 2x2 patches cover exactly Qwen's cell."
+    B, C, H, W = images.shape
+    side = 2 * patch_size
+    if side == CELL_PX: return images
+    gh, gw = H // CELL_PX, W // CELL_PX
+    cells = images.view(B, C, gh, CELL_PX, gw, CELL_PX).permute(0, 2, 4, 1, 3, 5).reshape(-1, C, CELL_PX, CELL_PX)
+    cells = F.interpolate(cells, size=(side, side), mode="bilinear", align_corners=False, antialias=side < CELL_PX)
+    return cells.view(B, gh, gw, C, side, side).permute(0, 3, 1, 4, 2, 5).reshape(B, C, gh * side, gw * side)
+
+def encoder_patch_tokens(encoder:torch.nn.Module, # a second encoder (any `SECOND_ENCODERS` family)
+                         x:Tensor, # (B, 3, h*p, w*p) images normalised for it
+                        )->Tensor: # (B, h*w, D) patch tokens in raster order, CLS and registers dropped
+    "Run a second encoder on same-size images and return its patch tokens only."
+    cfg = encoder.config
+    fam, p = second_encoder_family(cfg), cfg.patch_size
+    spec = SECOND_ENCODERS[fam]
+    if spec["inputs"] == "naflex":            # SigLIP 2: patch sequences, any grid, positions resized per image
+        B, C, H, W = x.shape
+        h, w = H // p, W // p
+        patches = x.view(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(B, h * w, p * p * C)   # the processor's order
+        mask = torch.ones(B, h * w, dtype=torch.long, device=x.device)
+        shapes = torch.tensor([[h, w]] * B, device=x.device)
+        return encoder(pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes).last_hidden_state
+    kw = {"interpolate_pos_encoding": True} if spec["inputs"] == "interpolate" else {}
+    n_skip = spec["cls"] + getattr(cfg, "num_register_tokens", 0)
+    return encoder(pixel_values=x, **kw).last_hidden_state[:, n_skip:]
+
+def second_merged_tokens(encoder:torch.nn.Module, # the second encoder (DINOv2, DINOv3, SigLIP 2, SigLIP)
+                         pixel_values:Tensor, # (sum t*h*w, 3*2*14*14) Qwen's patches
+                         image_grid_thw:Tensor|list, # (n_images, 3), a tensor or `grid_list`'s host-side list
+                         qwen_mean=CLIP_MEAN, qwen_std=CLIP_STD, # normalisation of `pixel_values`
+                         mean=None, std=None, # the encoder's normalisation (default: its family's)
+                        )->Tensor: # (sum h*w/4, 4*D), Qwen's merged-token order
+    "The second encoder's patch tokens on exactly Qwen's pixels (each 28-px cell resampled to 2p px), merged 2x2 in Qwen's order; same-size images share one forward."
+    fam = second_encoder_family(encoder.config)
+    mean, std = mean or SECOND_ENCODERS[fam]["mean"], std or SECOND_ENCODERS[fam]["std"]
+    thw = grid_list(image_grid_thw)                                  # the only device-to-host read (none for a list)
+    images = rebuild_images(pixel_values, thw)
+    grids = [(h, w) for _, h, w in thw]
+    dtype = next(encoder.parameters()).dtype
+    out = [None] * len(images)
+    for grid in dict.fromkeys(grids):                                # distinct sizes, first-seen order
+        idx = [i for i, g in enumerate(grids) if g == grid]
+        x = renormalise(torch.stack([images[i] for i in idx]).float(), qwen_mean, qwen_std, mean, std)
+        x = resample_cells(x, encoder.config.patch_size)
+        merged = merge_2x2(encoder_patch_tokens(encoder, x.to(dtype)), *grid)     # (b, h*w/4, 4D)
+        for j, i in enumerate(idx): out[i] = merged[j]
+    return torch.cat(out)
+
+# %% ../nbs/00_encoders.ipynb #438f5f11
+def tiny_second_encoder_config(family:str="dinov2", # a `SECOND_ENCODERS` family
+                               hidden_size:int=32, num_hidden_layers:int=2, num_attention_heads:int=2,
+                               patch_size:int|None=None, # default: the family's own (14 for DINOv2, 16 for the others)
+                               registers:int=0, # register tokens (DINOv2 with registers, DINOv3)
+                              )->PretrainedConfig:
+    "A small valid config of any second-encoder family, for tests and CPU runs."
+    common = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                  intermediate_size=4 * hidden_size)
+    if family == "dinov2":
+        if registers: return Dinov2WithRegistersConfig(**common, patch_size=patch_size or 14, image_size=56, num_register_tokens=registers)
+        return tiny_dinov2_config(hidden_size, num_hidden_layers, num_attention_heads, patch_size or 14)
+    if family == "dinov3": return DINOv3ViTConfig(**common, patch_size=patch_size or 16, image_size=64, num_register_tokens=registers)
+    if family == "siglip2": return Siglip2VisionConfig(**common, patch_size=patch_size or 16, num_patches=64, vision_use_head=False)
+    if family == "siglip": return SiglipVisionConfig(**common, patch_size=patch_size or 16, image_size=64, vision_use_head=False)
+    raise ValueError(f"family={family!r}: use one of {', '.join(SECOND_ENCODERS)}")
+
+def load_second_encoder(source:str|Path|PretrainedConfig, # hub id, folder, or a config (random weights)
+                        dtype:str|torch.dtype="auto", # "auto" keeps the checkpoint's dtype
+                        attn_implementation:str|None="sdpa", # see `resolve_attn_implementation`
+                        **kwargs, # passed to `from_pretrained`
+                       )->torch.nn.Module:
+    "The second encoder (DINOv2, DINOv2 with registers, DINOv3 ViT, SigLIP 2 or SigLIP vision tower) from a hub id, folder or config."
+    attn = resolve_attn_implementation(attn_implementation)
+    config = source if isinstance(source, PretrainedConfig) else AutoConfig.from_pretrained(source, **kwargs)
+    fam = second_encoder_family(config)
+    if attn == "flash_attention_2" and fam in ("dinov2", "dinov3"): attn = "sdpa"   # no flash-attn path in transformers
+    if config.model_type in ("siglip", "siglip2"):                  # a full SigLIP checkpoint: its vision tower
+        config = config.vision_config
+    if fam in ("siglip", "siglip2"): config.vision_use_head = False  # the pooling head is never read: not loaded, not trained
+    check_second_encoder_config(config)
+    cls = {"siglip": SiglipVisionModel, "siglip2": Siglip2VisionModel}.get(fam)
+    if isinstance(source, PretrainedConfig):
+        model = (cls._from_config(config, attn_implementation=attn) if cls else AutoModel.from_config(config, attn_implementation=attn))
+        return model.to(_dtype(dtype)) if dtype != "auto" else model
+    return (cls or AutoModel).from_pretrained(source, config=config, dtype=_dtype(dtype), attn_implementation=attn, **kwargs)

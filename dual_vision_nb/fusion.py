@@ -25,9 +25,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOu
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLTextConfig, Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
     Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel, Qwen2_5_VLTextModel)
-from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DualVisionProcessor,
-    batch_vision_attention, check_dinov2_config, dinov2_merged_tokens, grid_list, load_dinov2, load_qwen2_5_vl,
-    resolve_attn_implementation)
+from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, SECOND_ENCODERS, DualVisionProcessor,
+    batch_vision_attention, check_second_encoder_config, grid_list, load_qwen2_5_vl, load_second_encoder,
+    resolve_attn_implementation, second_encoder_family, second_merged_tokens)
 from .config import FUSION_STRATEGY_NAMES, fusion_defaults
 
 # %% ../nbs/01_fusion.ipynb #0c40692b
@@ -169,11 +169,11 @@ def merged_positions(image_grid_thw:Tensor, # (n_images, 3) patch grid (t, h, w)
 # %% ../nbs/01_fusion.ipynb #233efbf8
 @strict
 class DualVisionConfig(Qwen2_5_VLConfig):
-    "A Qwen2.5-VL config plus the DINOv2 config, fusion settings and where both encoders came from."
+    "A Qwen2.5-VL config plus the second encoder's config (DINOv2, DINOv3, SigLIP 2 or SigLIP), fusion settings and where both encoders came from."
     model_type = "dual_vision_qwen2_5_vl"
     sub_configs_defaults = {"vision_config": Qwen2_5_VLVisionConfig, "text_config": Qwen2_5_VLTextConfig,
                             "dinov2_config": SubConfigSpec(config_class=AutoConfig, model_type="dinov2")}
-    dinov2_config: dict | PreTrainedConfig | None = None
+    dinov2_config: dict | PreTrainedConfig | None = None   # the second encoder's config, whichever family (the name is historical in checkpoints)
     # the fusion settings and their defaults are declared once, in the run config's `ModelConfig` (chapter 04_config)
     fusion_strategy: str = _FUSION["fusion_strategy"]
     common_dim: int | None = _FUSION["common_dim"]          # default: the LM width
@@ -182,21 +182,28 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     fusion_position_grid: int = _FUSION["fusion_position_grid"]   # >0: row/column embeddings added to the fused tokens (`merged_positions`)
     fusion_position_init_std: float = _FUSION["fusion_position_init_std"]   # their initial std; 0 keeps contract 2 (starts as Qwen)
     qwen_source: str | None = None
-    dinov2_source: str | None = None
+    dinov2_source: str | None = None   # where the second encoder came from
     qwen_image_mean: list | tuple = CLIP_MEAN
     qwen_image_std: list | tuple = CLIP_STD
-    dinov2_image_mean: list | tuple = IMAGENET_MEAN
+    dinov2_image_mean: list | tuple = IMAGENET_MEAN   # the second encoder's normalisation (`from_parts` takes its family's)
     dinov2_image_std: list | tuple = IMAGENET_STD
 
     def validate_fusion(self):
         if self.fusion_strategy not in FUSION_STRATEGIES:
             raise ValueError(f"fusion_strategy={self.fusion_strategy!r}: use one of {', '.join(FUSION_STRATEGIES)}")
-        check_dinov2_config(self.dinov2_config)
+        check_second_encoder_config(self.dinov2_config)
         return self
+
+    @property
+    def second_encoder(self)->str:
+        "The second encoder's family: dinov2, dinov3, siglip2 or siglip (`SECOND_ENCODERS`)."
+        return second_encoder_family(self.dinov2_config)
 
     @classmethod
     def from_parts(cls, qwen_config:Qwen2_5_VLConfig, dinov2_config:PreTrainedConfig, **fusion_kwargs)->"DualVisionConfig":
-        "Combine a Qwen2.5-VL config and a DINOv2 config (plus fusion settings) into one."
+        "Combine a Qwen2.5-VL config and a second encoder's config (plus fusion settings) into one; the normalisation defaults to the family's."
+        spec = SECOND_ENCODERS[second_encoder_family(dinov2_config)]
+        fusion_kwargs = {"dinov2_image_mean": spec["mean"], "dinov2_image_std": spec["std"], **fusion_kwargs}
         skip = {"model_type", "architectures", "transformers_version", "text_config", "vision_config"}
         top = {k: v for k, v in qwen_config.to_dict().items() if k not in skip and k in cls.__dataclass_fields__}
         cfg = cls(**top, text_config=qwen_config.text_config.to_dict(), vision_config=qwen_config.vision_config.to_dict(),
@@ -228,9 +235,10 @@ _FEATURE_FIELDS = ("fusion_weights", "pooled_qwen", "pooled_dinov2", "proj_qwen"
 
 # %% ../nbs/01_fusion.ipynb #c0a5a121
 class DualVisionModel(Qwen2_5_VLModel):
-    "Qwen2.5-VL's model with DINOv2 and a fusion behind `get_image_features`."
+    "Qwen2.5-VL's model with a second encoder (`dinov2`: DINOv2, DINOv3, SigLIP 2 or SigLIP) and a fusion behind `get_image_features`."
     config: DualVisionConfig
-    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer", "Dinov2WithRegistersLayer"]
+    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer", "Dinov2WithRegistersLayer",
+                         "DINOv3ViTLayer", "Siglip2EncoderLayer", "SiglipEncoderLayer"]
 
     def __init__(self, config:DualVisionConfig):
         Qwen2_5_VLPreTrainedModel.__init__(self, config)
@@ -251,13 +259,13 @@ class DualVisionModel(Qwen2_5_VLModel):
         mode = check_encoder_mode(encoder_mode)
         if image_grid_thw is None: raise ValueError("image_grid_thw is required with pixel_values")
         n_images, merge = image_grid_thw.shape[0], self.visual.spatial_merge_size ** 2
-        grids = grid_list(image_grid_thw)          # the one device-to-host read: sizes for split and DINOv2 from here on
+        grids = grid_list(image_grid_thw)          # the one device-to-host read: sizes for split and the second encoder from here on
         counts = [t * h * w // merge for t, h, w in grids]                            # LM tokens per image
         token_image_ids = torch.repeat_interleave(torch.arange(n_images, device=image_grid_thw.device),
                                                   image_grid_thw.prod(-1) // merge, output_size=sum(counts))
         q = None if mode == "dinov2" else self.visual(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw).pooler_output
         c = self.config
-        d = None if mode == "qwen" else dinov2_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean,
+        d = None if mode == "qwen" else second_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean,
                                                              c.qwen_image_std, c.dinov2_image_mean, c.dinov2_image_std)
         if d is not None and q is not None: d = d.to(q.dtype)
         positions = None
@@ -355,20 +363,24 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pixel_values", "
 # %% ../nbs/01_fusion.ipynb #deff29cc
 @classmethod
 def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, folder or config
-                   dinov2:str|Path|PreTrainedConfig, # DINOv2 hub id, folder or config
+                   second:str|Path|PreTrainedConfig|None=None, # the second encoder: hub id, folder or config (DINOv2, DINOv3, SigLIP 2, SigLIP)
                    dtype:str|torch.dtype="auto", # "auto" keeps the checkpoints' dtype
                    attn_implementation:str|None="sdpa", # "sdpa", "eager" or "flash_attention_2"
+                   dinov2:str|Path|PreTrainedConfig|None=None, # the same as `second` (its earlier name)
                    **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout, fusion_position_grid, fusion_position_init_std
                   )->DualVisionForConditionalGeneration:
-    "Fuse a (pretrained or config-built) Qwen2.5-VL and DINOv2 into one model; starts equal to the Qwen model."
+    "Fuse a (pretrained or config-built) Qwen2.5-VL and a second encoder into one model; starts equal to the Qwen model."
+    if second is not None and dinov2 is not None: raise TypeError("from_encoders: give the second encoder once (second=...; dinov2= is its earlier name)")
+    second = second if second is not None else dinov2
+    if second is None: raise TypeError("from_encoders needs the second encoder: second='facebook/dinov2-base' (or DINOv3, SigLIP 2, SigLIP; a folder or a config)")
     if fusion_kwargs.get("fusion_position_init_std") and not isinstance(qwen, PreTrainedConfig):
         warnings.warn(f"fusion_position_init_std={fusion_kwargs['fusion_position_init_std']} on a pretrained Qwen2.5-VL "
                       f"({qwen}): the fused model will not start equal to it (contract 2). Use 0 (the default) to keep "
                       f"the pretrained model's answers at step 0; random position tables suit models trained from scratch.")
     attn = resolve_attn_implementation(attn_implementation)
-    stock, dino = load_qwen2_5_vl(qwen, dtype, attn), load_dinov2(dinov2, dtype, attn)
+    stock, dino = load_qwen2_5_vl(qwen, dtype, attn), load_second_encoder(second, dtype, attn)
     src = lambda s: None if isinstance(s, PreTrainedConfig) else str(s)
-    config = DualVisionConfig.from_parts(stock.config, dino.config, qwen_source=src(qwen), dinov2_source=src(dinov2),
+    config = DualVisionConfig.from_parts(stock.config, dino.config, qwen_source=src(qwen), dinov2_source=src(second),
                                          **fusion_kwargs)
     config._attn_implementation = stock.config._attn_implementation
     with torch.device("meta"): model = cls(config)
