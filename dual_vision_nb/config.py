@@ -185,9 +185,9 @@ def _check_callbacks(key, value):
 @dataclass
 class ModelConfig:
     qwen: str = "tiny"                 # hub id, folder, or "tiny" (built from `tiny`)
-    dinov2: str = "tiny"
+    dinov2: str = "tiny"               # the second encoder: hub id or folder of DINOv2, DINOv3, SigLIP 2 or SigLIP, or "tiny"
     processor: str | None = None       # default: the qwen source (or a trained offline tokenizer for "tiny")
-    tiny: dict = setting(factory=dict)  # tiny_qwen2_5_vl_config kwargs, plus "dinov2": {...}
+    tiny: dict = setting(factory=dict)  # tiny_qwen2_5_vl_config kwargs, plus "dinov2": {...} (tiny_second_encoder_config's, "family" included)
     fusion_strategy: str = setting("gated", choices=FUSION_STRATEGY_NAMES)
     common_dim: int | None = setting(None, ge=1)
     gate_hidden_dim: int | None = setting(None, ge=1)

@@ -456,18 +456,20 @@ def second_merged_tokens(encoder:torch.nn.Module, # the second encoder (DINOv2, 
 # %% ../nbs/00_encoders.ipynb #438f5f11
 def tiny_second_encoder_config(family:str="dinov2", # a `SECOND_ENCODERS` family
                                hidden_size:int=32, num_hidden_layers:int=2, num_attention_heads:int=2,
+                               intermediate_size:int|None=None, # MLP width (default 4x hidden)
                                patch_size:int|None=None, # default: the family's own (14 for DINOv2, 16 for the others)
-                               registers:int=0, # register tokens (DINOv2 with registers, DINOv3)
+                               num_register_tokens:int=0, # register tokens (DINOv2 with registers, DINOv3)
+                               **kwargs, # any other field of the family's config
                               )->PretrainedConfig:
     "A small valid config of any second-encoder family, for tests and CPU runs."
-    common = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                  intermediate_size=4 * hidden_size)
     if family == "dinov2":
-        if registers: return Dinov2WithRegistersConfig(**common, patch_size=patch_size or 14, image_size=56, num_register_tokens=registers)
-        return tiny_dinov2_config(hidden_size, num_hidden_layers, num_attention_heads, patch_size or 14)
-    if family == "dinov3": return DINOv3ViTConfig(**common, patch_size=patch_size or 16, image_size=64, num_register_tokens=registers)
-    if family == "siglip2": return Siglip2VisionConfig(**common, patch_size=patch_size or 16, num_patches=64, vision_use_head=False)
-    if family == "siglip": return SiglipVisionConfig(**common, patch_size=patch_size or 16, image_size=64, vision_use_head=False)
+        return tiny_dinov2_config(hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, num_register_tokens,
+                                  **({"patch_size": patch_size} if patch_size else {}), **kwargs)
+    common = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                  intermediate_size=intermediate_size or 4 * hidden_size, patch_size=patch_size or 16)
+    if family == "dinov3": return DINOv3ViTConfig(**{**common, "image_size": 64, "num_register_tokens": num_register_tokens, **kwargs})
+    if family == "siglip2": return Siglip2VisionConfig(**{**common, "num_patches": 64, "vision_use_head": False, **kwargs})
+    if family == "siglip": return SiglipVisionConfig(**{**common, "image_size": 64, "vision_use_head": False, **kwargs})
     raise ValueError(f"family={family!r}: use one of {', '.join(SECOND_ENCODERS)}")
 
 def load_second_encoder(source:str|Path|PretrainedConfig, # hub id, folder, or a config (random weights)

@@ -18,7 +18,9 @@ from .config import ConfigError, LoRAConfig
 LORA_TARGETS = {  # target -> regex of the Linear layers it adapts (peft full-matches it against module names)
     "llm":    r"(.*\.)?model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)",
     "vision": r"(.*\.)?model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)",
-    "dinov2": r"(.*\.)?model\.dinov2\.encoder\.layer\.\d+\.(attention\.(q|k|v|o)_proj|mlp\.fc(1|2))",
+    "dinov2": r"(.*\.)?model\.dinov2\.(encoder\.layer\.\d+\.(attention\.(q|k|v|o)_proj|mlp\.fc(1|2))"   # the second encoder: DINOv2,
+              r"|model\.layer\.\d+\.(attention\.(q|k|v|o)_proj|mlp\.(up|down|gate)_proj)"                       # DINOv3,
+              r"|encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc(1|2)))",                              # SigLIP 2 / SigLIP
 }
 ADAPTER_NAME = "default"
 LORA_DEFAULTS = {**asdict(LoRAConfig()), "r": 8}   # `LoRAConfig`'s defaults; rank 8 when Python code asks for LoRA without a rank

@@ -34,7 +34,7 @@ def build_processor_for(cfg:DVNConfig):
 
 def build_model(cfg:DVNConfig, processor)->DualVisionForConditionalGeneration:
     "The fused model from `model` (tiny configs, hub ids or folders, or `init_from` a saved folder), with the config's extension built on it and its LoRA adapters (`lora.r` > 0)."
-    from dual_vision_nb.encoders import tiny_qwen2_5_vl_config, tiny_dinov2_config
+    from dual_vision_nb.encoders import tiny_qwen2_5_vl_config, tiny_second_encoder_config
     m = cfg.model
     if m.init_from:
         if not Path(m.init_from).is_dir(): raise ConfigError("model.init_from", f"'{m.init_from}' is not a folder (a save_pretrained model folder)")
@@ -44,7 +44,7 @@ def build_model(cfg:DVNConfig, processor)->DualVisionForConditionalGeneration:
         vocab = 64 * math.ceil(len(processor.tokenizer) / 64)
         try:
             qwen = tiny_qwen2_5_vl_config(vocab_size=vocab, **tiny) if m.qwen == "tiny" else m.qwen
-            dino = tiny_dinov2_config(**m.tiny.get("dinov2", {})) if m.dinov2 == "tiny" else m.dinov2
+            dino = tiny_second_encoder_config(**m.tiny.get("dinov2", {})) if m.dinov2 == "tiny" else m.dinov2
         except TypeError as e: raise ConfigError("model.tiny", f"{e}") from None
         model = DualVisionForConditionalGeneration.from_encoders(qwen, dino, dtype=m.dtype, attn_implementation=m.attn_implementation,
                     **{k: getattr(m, k) for k in FUSION_FIELDS})
