@@ -211,7 +211,7 @@ def answer_attention_maps(self:DualVisionForConditionalGeneration,
                           processor=None, # default: `model.processor`
                           max_new_tokens:int=16, # answer length limit
                           layers:list[int]|None=None, # LM layers to average (default: all)
-                          encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+                          encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                          )->dict: # {"answer", "answer_tokens", "maps": [(h/2, w/2) per image], "image_share": [...], "layers"}
     "Attention of the answer's tokens onto each image cell, averaged over heads, layers and answer tokens."
     processor = processor_for(self, processor)

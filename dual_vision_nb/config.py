@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS', 'LORA_TARGET_NAMES',
-           'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean',
-           'setting', 'describe', 'check_value', 'section_from_dict', 'freeze_settings', 'parse_duration',
-           'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig', 'CurriculumConfig',
-           'DataConfig', 'LoggingConfig', 'LoRAConfig', 'ConfigAliasWarning', 'resolve_aliases', 'set_key', 'DVNConfig',
-           'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir',
-           'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'ENCODER_MODE_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS',
+           'LORA_TARGET_NAMES', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE',
+           'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value', 'section_from_dict', 'freeze_settings',
+           'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig',
+           'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'LoRAConfig', 'ConfigAliasWarning', 'resolve_aliases',
+           'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume',
+           'check_output_dir', 'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -141,6 +141,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 # the processor's resize bounds, in pixels: 4 to 256 image tokens (one token covers 28x28 px); every processor default
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
+ENCODER_MODE_NAMES = ("fused", "qwen", "dinov2")   # which streams reach the LM: both, Qwen's alone, the second encoder's alone
 EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension",      # optional parts a config can add:
               "task_heads": "dual_vision_nb.task_heads:TaskHeadsExtension"}   # name -> "module:Class" (04a_models)
 EXTENSION_NAMES = tuple(EXTENSIONS)
@@ -200,9 +201,10 @@ class ModelConfig:
     min_pixels: int = setting(DEFAULT_MIN_PIXELS, ge=28 * 28)
     max_pixels: int = setting(DEFAULT_MAX_PIXELS, ge=28 * 28)
     init_from: str | None = None       # a saved DualVision model folder to start from
+    encoder_mode: str = setting("fused", choices=ENCODER_MODE_NAMES)   # the streams the model trains and answers with (single-stream baselines)
 
 FUSION_FIELDS = ("fusion_strategy", "common_dim", "gate_hidden_dim", "fusion_dropout", "fusion_position_grid",
-                 "fusion_position_init_std")
+                 "fusion_position_init_std", "encoder_mode")
 def fusion_defaults()->dict:
     "The fusion settings' defaults, as `ModelConfig` declares them (`DualVisionConfig` takes its defaults from here)."
     return {f.name: f.default for f in fields(ModelConfig) if f.name in FUSION_FIELDS}

@@ -462,7 +462,7 @@ def _detect_batch(self:DualVisionForDetection,
                   processor=None, # default: `model.processor`
                   max_detections:int=100, # per item, best first
                   prompt:str=DETECTION_PROMPT, # the user text after a bare image
-                  encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+                  encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                   max_caption_tokens:int|None=None, # caption length limit (default: the head's)
                  )->list[list[dict]]: # per item: [{"bbox": [x1, y1, x2, y2] px, "box": [cx, cy, w, h], "score", "caption"}]
     "Boxes with captions for the last image of each item, in the original image's pixels, best first."

@@ -43,7 +43,7 @@ def generate_answers(model, # the fused model
                      processor=None, # default: `model.processor`
                      batch_size:int=32, # records per `generate` call (left-padded)
                      max_new_tokens:int=12, # answer length limit
-                     encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+                     encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                     )->list[dict]: # index, type, question, reference, answer, correct (None for captions), w_qwen, w_dinov2
     "Greedy answers to every record's last question, with the fusion weights of its images (mean over them) from the same `generate`."
     processor = processor_for(model, processor)
@@ -157,7 +157,7 @@ def perplexity(model:DualVisionForConditionalGeneration, # the fused model
                records:list[dict], # normalised records (see `load_records`)
                processor=None, # default: `model.processor`
                batch_size:int=8, # records per forward
-               encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+               encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
               )->dict: # perplexity, nll (mean per token), n_tokens
     "Perplexity over the assistant tokens of `records`: exp of the token-weighted mean negative log-likelihood."
     processor = processor_for(model, processor)
@@ -177,14 +177,14 @@ def evaluate_records(model:DualVisionForConditionalGeneration, # the fused model
                      processor=None, # default: `model.processor`
                      batch_size:int=8, # conversations per generate call
                      max_new_tokens:int=48, # answer length limit
-                     encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+                     encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                     )->tuple[dict, list[dict]]: # metrics, and `generate_answers`' rows
     "Greedy answers for every record; VQA accuracy, macro P/R/F1 and accuracy by question kind, captioning BLEU/ROUGE, perplexity over all."
     processor = processor_for(model, processor)
     if not records: raise ValueError("no records to evaluate")
     rows = generate_answers(model, records, processor, batch_size, max_new_tokens, encoder_mode)
     vqa, cap = [r for r in rows if r["type"] != "captioning"], [r for r in rows if r["type"] == "captioning"]
-    metrics = {"n_records": len(rows), "encoder_mode": check_encoder_mode(encoder_mode),
+    metrics = {"n_records": len(rows), "encoder_mode": check_encoder_mode(encoder_mode) or model.config.encoder_mode,
                "vqa": classification_metrics([r["answer"] for r in vqa], [r["reference"] for r in vqa]) if vqa else None,
                "captioning": ({"n": len(cap), **bleu_scores([r["answer"] for r in cap], [r["reference"] for r in cap]),
                                **rouge_scores([r["answer"] for r in cap], [r["reference"] for r in cap])} if cap else None),
@@ -197,7 +197,8 @@ def evaluate_file(checkpoint:str|Path, # a save_pretrained folder, a trainer che
                   data:str|Path, # a JSON/JSONL file of VQA and/or captioning records
                   output:str|None=None, # write the metrics JSON here (default: print it)
                   predictions:str|None=None, # also write one JSON line per record (question, reference, answer)
-                  batch_size:int=8, max_new_tokens:int=48, encoder_mode:str="fused",
+                  batch_size:int=8, max_new_tokens:int=48, encoder_mode:str|None=None, # None: the model's own (fused unless trained otherwise)
+                 
                   image_root:str|None=None, # folder relative image paths start from (default: the data file's folder)
                   on_bad_record:str="skip", # "skip" (reported) or "error"
                   device:str|None=None, dtype:str|None=None,

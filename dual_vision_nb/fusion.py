@@ -28,15 +28,14 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTr
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, SECOND_ENCODERS, DualVisionProcessor,
     batch_vision_attention, check_second_encoder_config, grid_list, load_qwen2_5_vl, load_second_encoder,
     resolve_attn_implementation, second_encoder_family, second_merged_tokens)
-from .config import FUSION_STRATEGY_NAMES, fusion_defaults
+from .config import ENCODER_MODE_NAMES, FUSION_STRATEGY_NAMES, fusion_defaults
 
 # %% ../nbs/01_fusion.ipynb #0c40692b
-ENCODER_MODES = ("fused", "qwen", "dinov2")
+ENCODER_MODES = ENCODER_MODE_NAMES          # "fused", "qwen", "dinov2" (the second encoder alone); declared in config
 
-def check_encoder_mode(mode:str|None)->str:
-    "Validate `encoder_mode` (None means 'fused')."
-    mode = mode or "fused"
-    if mode not in ENCODER_MODES: raise ValueError(f"encoder_mode={mode!r}: use one of {', '.join(ENCODER_MODES)}")
+def check_encoder_mode(mode:str|None)->str|None:
+    "Validate `encoder_mode`; None stays None: the model's own choice (`config.encoder_mode`, 'fused' unless it was trained otherwise)."
+    if mode is not None and mode not in ENCODER_MODES: raise ValueError(f"encoder_mode={mode!r}: use one of {', '.join(ENCODER_MODES)}")
     return mode
 
 @dataclass
@@ -181,6 +180,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     fusion_dropout: float = _FUSION["fusion_dropout"]
     fusion_position_grid: int = _FUSION["fusion_position_grid"]   # >0: row/column embeddings added to the fused tokens (`merged_positions`)
     fusion_position_init_std: float = _FUSION["fusion_position_init_std"]   # their initial std; 0 keeps contract 2 (starts as Qwen)
+    encoder_mode: str = _FUSION["encoder_mode"]   # the forward's default streams (a single-stream baseline keeps its own)
     qwen_source: str | None = None
     dinov2_source: str | None = None   # where the second encoder came from
     qwen_image_mean: list | tuple = CLIP_MEAN
@@ -191,6 +191,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     def validate_fusion(self):
         if self.fusion_strategy not in FUSION_STRATEGIES:
             raise ValueError(f"fusion_strategy={self.fusion_strategy!r}: use one of {', '.join(FUSION_STRATEGIES)}")
+        check_encoder_mode(self.encoder_mode)
         check_second_encoder_config(self.dinov2_config)
         return self
 
@@ -256,7 +257,7 @@ class DualVisionModel(Qwen2_5_VLModel):
     def get_image_features(self, pixel_values:Tensor, image_grid_thw:Tensor|None=None, encoder_mode:str|None=None,
                            **kwargs)->DualVisionImageFeatures:
         "Fused image tokens (split per image, as Qwen's forward expects) and the fusion's observations."
-        mode = check_encoder_mode(encoder_mode)
+        mode = check_encoder_mode(encoder_mode or self.config.encoder_mode)   # the call's choice, else the model's
         if image_grid_thw is None: raise ValueError("image_grid_thw is required with pixel_values")
         n_images, merge = image_grid_thw.shape[0], self.visual.spatial_merge_size ** 2
         grids = grid_list(image_grid_thw)          # the one device-to-host read: sizes for split and the second encoder from here on

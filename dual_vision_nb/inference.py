@@ -280,7 +280,7 @@ def chat(self:DualVisionForConditionalGeneration,
          processor=None, # default: `model.processor` (set by `load_for_inference`)
          streamer=None, # a transformers streamer; a `TextIteratorStreamer` makes `chat` return an iterator
          stream:bool=False, # return an iterator of text pieces as they are generated
-         encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+         encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
          max_new_tokens:int=128, # answer length limit
          **generation_kwargs, # any other `generate` argument (do_sample, temperature, num_beams...)
         )->str: # the answer (or an iterator of its pieces when streaming)
@@ -300,7 +300,7 @@ def chat_batch(self:DualVisionForConditionalGeneration,
                conversations:list[list[dict]], # one Qwen message list per conversation
                processor=None, # default: `model.processor`
                batch_size:int=8, # conversations per `generate` call
-               encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+               encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                max_new_tokens:int=128, # answer length limit
                **generation_kwargs, # any other `generate` argument
               )->list[str]: # one answer per conversation, in order
@@ -322,7 +322,7 @@ def chat_batch(self:DualVisionForConditionalGeneration,
 def image_fusion_weights(self:DualVisionForConditionalGeneration,
                          messages:list[dict], # Qwen chat messages with at least one image
                          processor=None, # default: `model.processor`
-                         encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+                         encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
                         )->Tensor: # (n_images, 2) rows [w_qwen, w_dinov2]
     "The fusion's per-image `(w_qwen, w_dinov2)` for a conversation's images (one forward of the prompt)."
     processor = processor_for(self, processor)
@@ -372,12 +372,12 @@ def benchmark(self:DualVisionForConditionalGeneration,
               max_new_tokens:int=32, # tokens generated per run (forced)
               n_runs:int=3, # timed runs (the median is reported)
               warmup:int=1, # untimed runs first
-              encoder_mode:str|None=None, # "fused" (default), "qwen" or "dinov2"
+              encoder_mode:str|None=None, # "fused", "qwen" or "dinov2" (default: the model's own)
              )->dict: # prefill_latency_s, decode_tokens_per_s, vision_encoders_s, peak_memory_mb, and the setting
     "Prefill latency, decode tokens/s, vision-encoder time and peak memory of greedy generation on one conversation."
     processor = processor_for(self, processor)
     if max_new_tokens < 2 or n_runs < 1: raise ValueError("benchmark needs max_new_tokens >= 2 and n_runs >= 1")
-    mode, dev = check_encoder_mode(encoder_mode), self.device
+    mode, dev = check_encoder_mode(encoder_mode) or self.config.encoder_mode, self.device
     inputs = prompt_inputs(messages, processor, dev)
     kw = generate_kwargs(processor, max_new_tokens, mode, dict(min_new_tokens=max_new_tokens, do_sample=False, num_beams=1))
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
@@ -467,7 +467,7 @@ def print_comparison(comparison:dict):
 def answer_batch_file(model, # a model from `load_for_inference` (its processor attached)
                       batch:str, # a JSONL file (see `batch_items`)
                       output:str|None, # where the answers go, one JSON line each (None: stdout)
-                      batch_size:int=8, encoder_mode:str="fused", max_new_tokens:int=64,
+                      batch_size:int=8, encoder_mode:str|None=None, max_new_tokens:int=64,
                      )->dict: # the summary: counts, and each skipped line with its problem
     "Answer every good line of a batch file, `batch_size` at a time; the summary of answered and skipped lines (also on stderr)."
     if not Path(batch).is_file(): raise FileNotFoundError(f"batch file '{batch}' not found")

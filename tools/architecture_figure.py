@@ -6,8 +6,8 @@ from matplotlib.patches import FancyBboxPatch
 
 ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module imports only from the rows below it
     ("commands",    [("launch", "04h", "accelerate launch -m dual_vision_nb.launch")]),
-    ("",            [("cli", "10", "dvn_train, dvn_demo, dvn_infer, dvn_eval, dvn_scenarios")]),
-    ("jobs",        [("demo", "04f", "dvn_demo"), ("analysis", "06", "fusion weights, curves, attention")]),
+    ("",            [("cli", "10", "dvn_train, dvn_demo, dvn_infer, dvn_eval, dvn_scenarios, dvn_baselines")]),
+    ("jobs",        [("demo", "04f", "dvn_demo"), ("baselines", "04i", "fused vs one stream"), ("analysis", "06", "fusion weights, curves, attention")]),
     ("training",    [("recipe", "04d", "config -> run, train"), ("evaluation", "04e", "answers, metrics, dvn_eval")]),
     ("",            [("callbacks", "04c", "checkpoints, logging, NaN guard"), ("inference", "05", "chat, batch, benchmark")]),
     ("",            [("trainer", "04b", "the Learner loop"), ("scenarios", "04g", "sizes, memory, FLOPs")]),
@@ -15,7 +15,7 @@ ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module impor
     ("",            [("lora", "12", "LoRA adapters (peft), adapter folder, merged export")]),
     ("core",        [("losses", "02", "LM, diversity, InfoNCE"), ("batching", "03a", "collators, packing, samplers")]),
     ("",            [("fusion", "01", "DualVisionForConditionalGeneration"), ("data", "03", "records, images, dataset")]),
-    ("",            [("encoders", "00", "Qwen2.5-VL tower, DINOv2, processor")]),
+    ("",            [("encoders", "00", "Qwen2.5-VL tower, second encoders (DINOv2/v3, SigLIP 2), processor")]),
     ("settings",    [("config", "04", "every setting of a run, checked at load (torch-free)")]),
 ]
 CORE = {"00", "01", "02", "03", "03a", "04"}
