@@ -111,15 +111,15 @@ def _demo_size()->dict:
 SIZES["demo"] = _demo_size()
 
 
-def model_pair(size="tiny", seed=0, vocab_size=512):
-    "(fused, stock): a fused model and a stock Qwen2.5-VL with exactly the fused model's Qwen weights."
+def model_pair(size="tiny", seed=0, vocab_size=512, second="dinov2"):
+    "(fused, stock): a fused model (second encoder of family `second`) and a stock Qwen2.5-VL with exactly its Qwen weights."
     from transformers import Qwen2_5_VLForConditionalGeneration
-    from dual_vision_nb.encoders import tiny_dinov2_config, tiny_qwen2_5_vl_config
+    from dual_vision_nb.encoders import tiny_second_encoder_config, tiny_qwen2_5_vl_config
     from dual_vision_nb.fusion import DualVisionForConditionalGeneration
     s = SIZES[size]
     torch.manual_seed(seed)
     qcfg = tiny_qwen2_5_vl_config(vocab_size=vocab_size, **s["qwen"])
-    fused = DualVisionForConditionalGeneration.from_encoders(qcfg, tiny_dinov2_config(**s["dinov2"]),
+    fused = DualVisionForConditionalGeneration.from_encoders(qcfg, tiny_second_encoder_config(second, **s["dinov2"]),
                                                              common_dim=s["common_dim"], **s.get("fusion", {}))
     with torch.no_grad():   # a trained-looking fusion: the zero-initialised output layer made non-zero
         for p in fused.model.fusion.vision_to_lm.parameters(): p.normal_(0, 0.05)
@@ -181,14 +181,14 @@ def stock_plus_dinov2_step(stock, dinov2, opt, batch, one_backward=False):
     """Stock Qwen2.5-VL step plus a separate DINOv2 forward + backward on the same images: the no-fusion baseline.
     `one_backward`: both losses summed and back-propagated together, so both graphs are alive at once as in the fused
     model; otherwise Qwen's backward runs (and frees its graph) before DINOv2's forward."""
-    from dual_vision_nb.encoders import dinov2_merged_tokens
+    from dual_vision_nb.encoders import second_merged_tokens
     def f():
         if one_backward:
-            d = dinov2_merged_tokens(dinov2, batch["pixel_values"], batch["image_grid_thw"])
+            d = second_merged_tokens(dinov2, batch["pixel_values"], batch["image_grid_thw"])
             (stock(**batch, use_cache=False).loss + d.square().mean()).backward()
         else:
             stock(**batch, use_cache=False).loss.backward()
-            dinov2_merged_tokens(dinov2, batch["pixel_values"], batch["image_grid_thw"]).square().mean().backward()
+            second_merged_tokens(dinov2, batch["pixel_values"], batch["image_grid_thw"]).square().mean().backward()
         opt.step(); opt.zero_grad(set_to_none=True)
     return f
 

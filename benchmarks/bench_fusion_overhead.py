@@ -16,13 +16,16 @@ runs, and as the median over rounds of the paired ratio, which cancels slow drif
 module's forward + backward timed on its own with the step's real token streams (plus AdamW on its parameters), and
 torch.profiler's per-component breakdown of the fused step. Goal: the fusion <= 5% of the step.
 
-usage: OMP_NUM_THREADS=1 python benchmarks/bench_fusion_overhead.py [--sizes tiny,demo,small] [--repeats 7] [--min-seconds 20] [--quick]
+`--seconds dinov3,siglip2,...` repeats it with each second encoder in DINOv2's place (same width and depth; "stock+dinov2" is
+then stock + that encoder) and writes `fusion_overhead_seconds.json`.
+
+usage: OMP_NUM_THREADS=1 python benchmarks/bench_fusion_overhead.py [--sizes tiny,demo,small] [--seconds dinov2] [--repeats 7] [--min-seconds 20] [--quick]
 """
 import argparse, copy, time
 import torch
 import _bench as B
 from dual_vision_nb.batching import PaddedCollator
-from dual_vision_nb.encoders import build_processor, dinov2_merged_tokens
+from dual_vision_nb.encoders import build_processor, second_merged_tokens
 
 
 def fusion_alone(fused, batch, repeats):
@@ -30,7 +33,7 @@ def fusion_alone(fused, batch, repeats):
     m = fused.model
     with torch.no_grad():
         q = m.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
-        d = dinov2_merged_tokens(m.dinov2, batch["pixel_values"], batch["image_grid_thw"])
+        d = second_merged_tokens(m.dinov2, batch["pixel_values"], batch["image_grid_thw"])
     grid = batch["image_grid_thw"]
     counts = grid.prod(-1) // 4
     tid = torch.repeat_interleave(torch.arange(len(grid)), counts)
@@ -49,6 +52,7 @@ def fusion_alone(fused, batch, repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="tiny,demo,small")
+    ap.add_argument("--seconds", default="dinov2", help="second-encoder families, comma-separated (dinov2, dinov3, siglip2, siglip)")
     ap.add_argument("--batch-size", type=int, default=8, help="samples (one image each) per step")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the fastest run of each variant counts")
     ap.add_argument("--min-seconds", type=float, default=20, help="keep running rounds this long (per size)")
@@ -65,8 +69,8 @@ def main():
              "image_tokens": batch["pixel_values"].shape[0] // 4, "seq_len": batch["input_ids"].shape[1],
              "real_tokens": int(batch["attention_mask"].sum())}
     results = []
-    for size in a.sizes.split(","):
-        fused, stock = B.model_pair(size)
+    for size, second in [(z, f) for f in a.seconds.split(",") for z in a.sizes.split(",")]:
+        fused, stock = B.model_pair(size, second=second)
         fused.train(); stock.train()
         dinov2 = copy.deepcopy(fused.model.dinov2).train()          # the same weights, outside the fused model
         opt_f = torch.optim.AdamW(fused.parameters(), 1e-4)
@@ -83,7 +87,7 @@ def main():
         prof = B.breakdown(fused, steps["fused"], memory=False, repeats=3)
         comps = {"fused": B.n_params(fused), "fusion": B.n_params(fused.model.fusion),
                  "dinov2": B.n_params(fused.model.dinov2), "stock": B.n_params(stock)}
-        r = {"size": size, "params": comps, "step_ms": best, "step_ms_median": {k: B.median_ms(v) for k, v in runs.items()},
+        r = {"size": size, "second": second, "params": comps, "step_ms": best, "step_ms_median": {k: B.median_ms(v) for k, v in runs.items()},
              "fused_over_stock_plus_dinov2": round(best["fused"] / best["stock+dinov2"], 4),
              "fused_over_stock": round(best["fused"] / best["stock"], 4),
              "fusion_share_by_difference": round((best["fused"] - best["stock+dinov2"]) / best["fused"], 4),
@@ -95,13 +99,13 @@ def main():
              "fusion_alone_ms": alone, "fusion_share_alone": round(alone["fwd_bwd_adamw"] / best["fused"], 4),
              "fusion_share_profiled": prof["components"]["fusion"]["share"], "profile": prof}
         results.append(r)
-        print(f"{size}: fused {best['fused']:.1f} ms, stock+dinov2 {best['stock+dinov2']:.1f} ms, stock {best['stock']:.1f} ms; "
+        print(f"{size} + {second}: fused {best['fused']:.1f} ms, stock+dinov2 {best['stock+dinov2']:.1f} ms, stock {best['stock']:.1f} ms; "
               f"fusion alone {alone['fwd_bwd_adamw']:.2f} ms", flush=True)
     summary = {**B.metadata("bench_fusion_overhead", state, a), "batch": shape, "results": results}
-    out = B.write_result("fusion_overhead", summary, a.out)
+    out = B.write_result("fusion_overhead" if a.seconds == "dinov2" else "fusion_overhead_seconds", summary, a.out)
     print(f"\nbatch: {shape['images']} images, {shape['patches']} patches ({shape['image_tokens']} image tokens), "
           f"{shape['real_tokens']} real tokens in {shape['images']}x{shape['seq_len']} rows; {torch.get_num_threads()} thread\n")
-    rows = [{"size": r["size"], "fused": r["step_ms"]["fused"], "stock+dinov2": r["step_ms"]["stock+dinov2"],
+    rows = [{"size": f"{r['size']} + {r['second']}", "fused": r["step_ms"]["fused"], "stock+dinov2": r["step_ms"]["stock+dinov2"],
              "two": r["step_ms"]["stock+dinov2 (two backwards)"],
              "stock": r["step_ms"]["stock"], "ratio": r["fused_over_stock_plus_dinov2"],
              "by_diff": f"{r['fusion_share_by_difference']:.1%}", "paired": f"{r['fusion_share_by_paired_difference']:.1%}",
