@@ -55,7 +55,7 @@ def _duration(text:str|None):
 # %% ../nbs/10_cli.ipynb #2d64858d
 @call_parse
 def dvn_train(config:str=None, # the run's config file (JSON, or YAML for .yaml/.yml)
-              training_mode:str=None, # a freezing preset: full, encoders_only, llm_only, fusion_only, qwen_only, dinov2_only
+              training_mode:str=None, # a freezing preset, and what it freezes: full (nothing), encoders_only (the LM), llm_only (both towers, fusion, projections), fusion_only (both towers, the LM), qwen_only (the second encoder, the LM), dinov2_only (Qwen's tower, the LM). Both streams still reach the LM; for a one-stream model set model.encoder_mode (dvn_baselines)
               freeze_qwen_vision:store_true=False, # freeze Qwen's vision tower and merger
               freeze_dinov2:store_true=False, # freeze DINOv2
               freeze_llm:store_true=False, # freeze the language model
