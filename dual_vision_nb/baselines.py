@@ -8,7 +8,7 @@ __all__ = ['STREAM_LABELS', 'run_baselines', 'baselines_table']
 # %% ../nbs/04i_baselines.ipynb #42c02e3c
 import contextlib, copy, io, json, time
 from pathlib import Path
-from .config import DVNConfig, ENCODER_MODE_NAMES, ConfigError
+from .config import DVNConfig, ENCODER_MODE_NAMES, ENCODER_MODE_SYNONYMS, ConfigError
 from .callbacks import write_json_atomic
 from .data import load_records
 from .evaluation import evaluate_records, fusion_summary, question_kind
@@ -25,6 +25,7 @@ def run_baselines(config:str|Path|dict|DVNConfig, # the recipe: a JSON/YAML path
                  )->dict: # mode -> accuracy, by_kind, w_qwen, w_dinov2, train_seconds, steps, run
     "Train the recipe once per stream choice with the same budget; held-out accuracy per question kind, fusion weights and time of each."
     cfg = config if isinstance(config, DVNConfig) else DVNConfig.load(config) if isinstance(config, (str, Path)) else DVNConfig.from_dict(config)
+    modes = tuple(ENCODER_MODE_SYNONYMS.get(m, m) for m in modes)         # "second" is "dinov2"
     bad = [m for m in modes if m not in ENCODER_MODE_NAMES]
     if bad or not modes: raise ConfigError("--modes", f"{','.join(bad) or 'nothing'}: use one or more of {', '.join(ENCODER_MODE_NAMES)}")
     if not cfg.data.val_data_path and not cfg.data.demo:

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['FREEZE_FLAGS', 'TRAINING_MODES', 'SCHEDULERS', 'DEFAULT_MAX_IMAGE_PIXELS', 'DEFAULT_MIN_PIXELS', 'DEFAULT_MAX_PIXELS',
-           'FUSION_STRATEGY_NAMES', 'ENCODER_MODE_NAMES', 'EXTENSIONS', 'EXTENSION_NAMES', 'FUSION_FIELDS',
-           'LORA_TARGET_NAMES', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'SECTIONS', 'STAGE_PRESETS', 'RUN_STATE',
-           'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value', 'section_from_dict', 'freeze_settings',
-           'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig', 'TrainingConfig', 'StageConfig',
-           'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'LoRAConfig', 'ConfigAliasWarning', 'resolve_aliases',
-           'set_key', 'DVNConfig', 'three_stage_schedule', 'stages_from_config', 'read_run_state', 'resolve_resume',
-           'check_output_dir', 'check_source', 'check_inputs']
+           'FUSION_STRATEGY_NAMES', 'ENCODER_MODE_NAMES', 'ENCODER_MODE_SYNONYMS', 'EXTENSIONS', 'EXTENSION_NAMES',
+           'FUSION_FIELDS', 'LORA_TARGET_NAMES', 'KEY_ALIASES', 'STAGE_KEY_ALIASES', 'KEY_SYNONYMS', 'SECTIONS',
+           'STAGE_PRESETS', 'RUN_STATE', 'ConfigError', 'did_you_mean', 'setting', 'describe', 'check_value',
+           'section_from_dict', 'freeze_settings', 'parse_duration', 'ModelConfig', 'fusion_defaults', 'FreezeConfig',
+           'TrainingConfig', 'StageConfig', 'CurriculumConfig', 'DataConfig', 'LoggingConfig', 'LoRAConfig',
+           'ConfigAliasWarning', 'resolve_aliases', 'set_key', 'DVNConfig', 'three_stage_schedule',
+           'stages_from_config', 'read_run_state', 'resolve_resume', 'check_output_dir', 'check_source', 'check_inputs']
 
 # %% ../nbs/04_config.ipynb #4c56b7a3
 import difflib, json, os, re, types, typing
@@ -142,6 +142,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 64_000_000   # images above this many pixels are refu
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 4 * 28 * 28, 256 * 28 * 28
 FUSION_STRATEGY_NAMES = ("gated", "concat")   # the fusion modules of chapter 01
 ENCODER_MODE_NAMES = ("fused", "qwen", "dinov2")   # which streams reach the LM: both, Qwen's alone, the second encoder's alone
+ENCODER_MODE_SYNONYMS = {"second": "dinov2"}      # the encoder-neutral name of the second encoder's stream
 EXTENSIONS = {"detection": "dual_vision_nb.detection:DetectionExtension",      # optional parts a config can add:
               "task_heads": "dual_vision_nb.task_heads:TaskHeadsExtension"}   # name -> "module:Class" (04a_models)
 EXTENSION_NAMES = tuple(EXTENSIONS)
@@ -201,7 +202,7 @@ class ModelConfig:
     min_pixels: int = setting(DEFAULT_MIN_PIXELS, ge=28 * 28)
     max_pixels: int = setting(DEFAULT_MAX_PIXELS, ge=28 * 28)
     init_from: str | None = None       # a saved DualVision model folder to start from
-    encoder_mode: str = setting("fused", choices=ENCODER_MODE_NAMES)   # the streams the model trains and answers with (single-stream baselines)
+    encoder_mode: str = setting("fused", choices=(*ENCODER_MODE_NAMES, *ENCODER_MODE_SYNONYMS))   # the streams the model trains and answers with (single-stream baselines)
 
 FUSION_FIELDS = ("fusion_strategy", "common_dim", "gate_hidden_dim", "fusion_dropout", "fusion_position_grid",
                  "fusion_position_init_std", "encoder_mode")
@@ -311,7 +312,7 @@ class LoggingConfig:
     progress_bar: bool = True
     print_every_steps: int | None = setting(None, ge=1)   # a plain line (step, loss, LR, speed) every N steps
 
-LORA_TARGET_NAMES = ("llm", "vision", "dinov2")   # where LoRA adapters can go: the LM, Qwen's vision tower, DINOv2
+LORA_TARGET_NAMES = ("llm", "vision", "dinov2", "second")   # "second" = "dinov2": the second encoder, whichever family   # where LoRA adapters can go: the LM, Qwen's vision tower, DINOv2
 
 def _check_lora_targets(key, value):
     if not isinstance(value, list) or not value or any(t not in LORA_TARGET_NAMES for t in value) or len(set(value)) < len(value):
@@ -348,6 +349,10 @@ KEY_ALIASES = {   # (section, their key) -> (section, our key, how their value b
     **{("training", f"{g}_lr"): ("training", "group_lrs", _GROUP_LR(g)) for g in ("vision", "merger", "llm", "detection", "adapter")},
 }
 STAGE_KEY_ALIASES = {"mode": "training_mode"}     # in each curriculum stage
+KEY_SYNONYMS = {   # encoder-neutral names of the second encoder's settings, read silently as the names checkpoints and configs keep
+    ("model", "second_encoder"): "dinov2",
+    ("freeze_config", "freeze_second_encoder"): "freeze_dinov2",
+}
 
 def resolve_aliases(d:dict, # a config dict, as read from a file
                    )->dict: # the same config in our key names (a new dict; `d` is not changed)
@@ -355,6 +360,11 @@ def resolve_aliases(d:dict, # a config dict, as read from a file
     import copy, warnings
     d = copy.deepcopy(d)
     def note(theirs, ours, v): warnings.warn(f"config: {theirs} is read as {ours}" + (f" = {v!r}" if v is not None else ""), ConfigAliasWarning, stacklevel=4)
+    def synonym(where, s, key, ours):
+        if isinstance(s, dict) and key in s:
+            if ours in s: raise ConfigError(f"{where}{key}", f"and {where}{ours} are both given (the same setting); keep one")
+            s[ours] = s.pop(key)
+    for (sec, key), ours in KEY_SYNONYMS.items(): synonym(f"{sec}.", d.get(sec), key, ours)
     for (sec, key), (to_sec, to_key, conv) in KEY_ALIASES.items():
         src = d.get(sec)
         if not isinstance(src, dict) or key not in src: continue
@@ -376,6 +386,7 @@ def resolve_aliases(d:dict, # a config dict, as read from a file
         note(f"{sec}.{key}", f"{to_sec}.{to_key_full}", new if conv else None)
     stages = (d.get("curriculum_training") or {}).get("stages") if isinstance(d.get("curriculum_training"), dict) else None
     for i, s in enumerate(stages if isinstance(stages, list) else []):
+        synonym(f"curriculum_training.stages[{i}].", s, "freeze_second_encoder", "freeze_dinov2")
         for theirs, ours in STAGE_KEY_ALIASES.items():
             if isinstance(s, dict) and theirs in s:
                 if ours in s: raise ConfigError(f"curriculum_training.stages[{i}].{theirs}", f"and {ours} are both given; keep {ours}")

@@ -28,14 +28,16 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTr
 from .encoders import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, SECOND_ENCODERS, DualVisionProcessor,
     batch_vision_attention, check_second_encoder_config, grid_list, load_qwen2_5_vl, load_second_encoder,
     resolve_attn_implementation, second_encoder_family, second_merged_tokens)
-from .config import ENCODER_MODE_NAMES, FUSION_STRATEGY_NAMES, fusion_defaults
+from .config import ENCODER_MODE_NAMES, ENCODER_MODE_SYNONYMS, FUSION_STRATEGY_NAMES, fusion_defaults
 
 # %% ../nbs/01_fusion.ipynb #0c40692b
 ENCODER_MODES = ENCODER_MODE_NAMES          # "fused", "qwen", "dinov2" (the second encoder alone); declared in config
 
 def check_encoder_mode(mode:str|None)->str|None:
-    "Validate `encoder_mode`; None stays None: the model's own choice (`config.encoder_mode`, 'fused' unless it was trained otherwise)."
-    if mode is not None and mode not in ENCODER_MODES: raise ValueError(f"encoder_mode={mode!r}: use one of {', '.join(ENCODER_MODES)}")
+    "Validate `encoder_mode` ('second' is 'dinov2', the second encoder alone); None stays None: the model's own choice (`config.encoder_mode`)."
+    mode = ENCODER_MODE_SYNONYMS.get(mode, mode)
+    if mode is not None and mode not in ENCODER_MODES:
+        raise ValueError(f"encoder_mode={mode!r}: use one of {', '.join(ENCODER_MODES)} ('second' is 'dinov2')")
     return mode
 
 @dataclass
@@ -191,7 +193,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     def validate_fusion(self):
         if self.fusion_strategy not in FUSION_STRATEGIES:
             raise ValueError(f"fusion_strategy={self.fusion_strategy!r}: use one of {', '.join(FUSION_STRATEGIES)}")
-        check_encoder_mode(self.encoder_mode)
+        if check_encoder_mode(self.encoder_mode) != self.encoder_mode: self.encoder_mode = check_encoder_mode(self.encoder_mode)
         check_second_encoder_config(self.dinov2_config)
         return self
 

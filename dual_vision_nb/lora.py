@@ -22,6 +22,7 @@ LORA_TARGETS = {  # target -> regex of the Linear layers it adapts (peft full-ma
               r"|model\.layer\.\d+\.(attention\.(q|k|v|o)_proj|mlp\.(up|down|gate)_proj)"                       # DINOv3,
               r"|encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc(1|2)))",                              # SigLIP 2 / SigLIP
 }
+LORA_TARGETS["second"] = LORA_TARGETS["dinov2"]   # the encoder-neutral name
 ADAPTER_NAME = "default"
 LORA_DEFAULTS = {**asdict(LoRAConfig()), "r": 8}   # `LoRAConfig`'s defaults; rank 8 when Python code asks for LoRA without a rank
 
