@@ -38,12 +38,13 @@ def test_dvn_train_with_another_second_encoder_exports_and_answers(tmp_path, sec
     assert (saved["dinov2_config"]["model_type"], saved["dinov2_source"]) == (
         {"siglip2": "siglip2_vision_model", "dinov3": "dinov3_vit"}[family], source)
     assert saved["dinov2_image_mean"] == ([0.5, 0.5, 0.5] if family == "siglip2" else [0.485, 0.456, 0.406])
-    if source:   # the folder's weights are what training started from: step-0 weights differ from them only by training
+    if source:   # training started from the folder's weights: 6 AdamW steps at lr <= 3e-3 move a weight by < 0.02,
+                 # a fresh random init would differ by ~0.1 somewhere
         start = load_file(tmp_path / "dinov3" / "model.safetensors")
         trained = {k.removeprefix("model.dinov2."): v for k, v in load_file(tmp_path / "run" / "model" / "model.safetensors").items()
                    if k.startswith("model.dinov2.")}
         assert set(trained) == set(start)
-        assert max((trained[k] - start[k]).abs().max().item() for k in start) < 0.1
+        assert max((trained[k] - start[k]).abs().max().item() for k in start) < 0.03
     image = next((tmp_path / "data" / "images").glob("val_*.png"))
     out = tmp_path / "answer.json"
     _dvn_infer("--checkpoint", tmp_path / "run", "--image", image, "--question", "How many shapes are there?",
