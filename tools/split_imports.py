@@ -55,7 +55,7 @@ def main():
             found += 1
             if a.check: print(f"{p} cell {k}: imports and other code"); k += 1; continue
             imports, rest = parts
-            nb.set(k, rest)
+            c["source"] = rest                       # the code keeps its outputs; the import cell has none
             nb.cells.insert(k, NB.make("code", imports))
             changed, k = True, k + 2
         if changed: nb.save(); print(f"{p}: split")
