@@ -35,6 +35,9 @@ img { max-width: 100%; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; }
 h2 { border-bottom: 1px solid #eee; padding-bottom: 4px; margin-top: 32px; }
+.anchor-link { visibility: hidden; margin-left: 6px; font-size: 0.8em; text-decoration: none; color: #999; }
+h1:hover .anchor-link, h2:hover .anchor-link, h3:hover .anchor-link, h4:hover .anchor-link { visibility: visible; }
+a.source { float: right; font-size: smaller; }
 """
 
 
@@ -101,6 +104,9 @@ def main():
     links = {name: m["file"] for name, m in meta.items()}
     for name, nb in nbs.items():
         body, _ = exporter.from_notebook_node(prepare(nb))
+        # show_doc's source link carries quarto's attribute syntax, which nbconvert shows as text
+        body = re.sub(r'<a href="([^"]+)">source</a>\{target="_blank" style="float:right; font-size:smaller"\}',
+                      r'<a class="source" href="\1" target="_blank">source</a>', body)
         body = re.sub(r'href="(?:\./)?([\w.-]+\.ipynb)(#[^"]*)?"', lambda m: f'href="{links.get(m.group(1), m.group(1))}{m.group(2) or ""}"', body)
         nav = '<nav><a class="brand" href="index.html">dual_vision_nb</a>' + "".join(
             f'<a href="{m["file"]}"{" class=current" if n == name else ""}>{html.escape(str(m["title"]))}</a>' for n, m in meta.items()) + "</nav>"
