@@ -174,7 +174,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     model_type = "dual_vision_qwen2_5_vl"
     sub_configs_defaults = {"vision_config": Qwen2_5_VLVisionConfig, "text_config": Qwen2_5_VLTextConfig,
                             "dinov2_config": SubConfigSpec(config_class=AutoConfig, model_type="dinov2")}
-    dinov2_config: dict | PreTrainedConfig | None = None   # the second encoder's config, whichever family (the name is historical in checkpoints)
+    dinov2_config: dict | PreTrainedConfig | None = None   # the second encoder's config, whichever family (its field name in configs and checkpoints)
     # the fusion settings and their defaults are declared once, in the run config's `ModelConfig` (chapter 04_config)
     fusion_strategy: str = _FUSION["fusion_strategy"]
     common_dim: int | None = _FUSION["common_dim"]          # default: the LM width
@@ -369,11 +369,11 @@ def _from_encoders(cls, qwen:str|Path|PreTrainedConfig, # Qwen2.5-VL hub id, fol
                    second:str|Path|PreTrainedConfig|None=None, # the second encoder: hub id, folder or config (DINOv2, DINOv3, SigLIP 2, SigLIP)
                    dtype:str|torch.dtype="auto", # "auto" keeps the checkpoints' dtype
                    attn_implementation:str|None="sdpa", # "sdpa", "eager" or "flash_attention_2"
-                   dinov2:str|Path|PreTrainedConfig|None=None, # the same as `second` (its earlier name)
+                   dinov2:str|Path|PreTrainedConfig|None=None, # the same as `second`
                    **fusion_kwargs, # fusion_strategy, common_dim, gate_hidden_dim, fusion_dropout, fusion_position_grid, fusion_position_init_std
                   )->DualVisionForConditionalGeneration:
     "Fuse a (pretrained or config-built) Qwen2.5-VL and a second encoder into one model; starts equal to the Qwen model."
-    if second is not None and dinov2 is not None: raise TypeError("from_encoders: give the second encoder once (second=...; dinov2= is its earlier name)")
+    if second is not None and dinov2 is not None: raise TypeError("from_encoders: give the second encoder once (second= and dinov2= are the same argument)")
     second = second if second is not None else dinov2
     if second is None: raise TypeError("from_encoders needs the second encoder: second='facebook/dinov2-base' (or DINOv3, SigLIP 2, SigLIP; a folder or a config)")
     if fusion_kwargs.get("fusion_position_init_std") and not isinstance(qwen, PreTrainedConfig):
