@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'cli_errors', 'exit_status', 'dvn_train', 'dvn_demo', 'dvn_infer', 'dvn_eval', 'dvn_baselines',
-           'dvn_scenarios']
+           'dvn_serve', 'dvn_scenarios']
 
 # %% ../nbs/10_cli.ipynb #085b7676
 import contextlib, json, os, sys
@@ -237,6 +237,31 @@ def dvn_baselines(config:str=None, # the recipe's config file (JSON or YAML), wi
         print(baselines_table(results))
         print(f"\nsaved: {Path(output_dir or cfg.training.output_dir) / 'baselines.json'}; the runs in "
               + ", ".join(r["run"] for r in results.values()))
+
+# %% ../nbs/10_cli.ipynb #2e23ea3d
+@call_parse
+def dvn_serve(checkpoint:str=None, # a save_pretrained folder, a trainer checkpoint or a run folder
+              host:str="127.0.0.1", # the address to listen on (0.0.0.0: every interface)
+              port:int=8000, # the port
+              image_root:str=None, # requests may name local images under this folder (default: data: URIs only)
+              model_id:str="dual-vision", # the model's name in /v1/models and in responses
+              device:str=None, # cuda, cpu... (default: cuda when available)
+              dtype:str=None, # float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on CPU)
+              debug:store_true=False, # show tracebacks
+             ):
+    "Serve a trained dual-vision model with OpenAI's chat-completions API."
+    with cli_errors("dvn_serve", debug):
+        if not checkpoint: raise ConfigError("--checkpoint", "required: the run folder or model folder to serve")
+        if not Path(checkpoint).exists(): raise ConfigError("--checkpoint", f"'{checkpoint}': no such folder")
+        if image_root and not Path(image_root).is_dir(): raise ConfigError("--image_root", f"'{image_root}': no such folder")
+        if not 0 < port < 65536: raise ConfigError("--port", f"{port}: a port from 1 to 65535")
+        import uvicorn
+        from dual_vision_nb.inference import load_for_inference, quiet_transformers
+        from dual_vision_nb.serve import create_app
+        quiet_transformers()
+        model = load_for_inference(checkpoint, device, dtype)
+        print(f"dvn_serve: {checkpoint} on http://{host}:{port}/v1 (OpenAI chat completions; Ctrl-C stops)", file=sys.stderr)
+        uvicorn.run(create_app(model, model_id, image_root), host=host, port=port, log_level="warning")
 
 # %% ../nbs/10_cli.ipynb #29c258f6
 @call_parse

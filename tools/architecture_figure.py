@@ -6,8 +6,9 @@ from matplotlib.patches import FancyBboxPatch
 
 ROWS = [  # (label, [(module, chapter, what)]), top to bottom: each module imports only from the rows below it
     ("commands",    [("launch", "04h", "accelerate launch -m dual_vision_nb.launch")]),
-    ("",            [("cli", "10", "dvn_train, dvn_demo, dvn_infer, dvn_eval, dvn_scenarios, dvn_baselines")]),
-    ("jobs",        [("demo", "04f", "dvn_demo"), ("baselines", "04i", "fused vs one stream"), ("analysis", "06", "fusion weights, curves, attention")]),
+    ("",            [("cli", "10", "dvn_train, dvn_demo, dvn_infer, dvn_eval, dvn_scenarios, dvn_baselines, dvn_serve")]),
+    ("jobs",        [("demo", "04f", "dvn_demo"), ("baselines", "04i", "fused vs one stream"), ("serve", "13", "OpenAI-compatible API"),
+                     ("analysis", "06", "fusion weights, curves, attention")]),
     ("training",    [("recipe", "04d", "config -> run, train"), ("evaluation", "04e", "answers, metrics, dvn_eval")]),
     ("",            [("callbacks", "04c", "checkpoints, logging, NaN guard"), ("inference", "05", "chat, batch, benchmark")]),
     ("",            [("trainer", "04b", "the Learner loop"), ("scenarios", "04g", "sizes, memory, FLOPs")]),
