@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'cli_errors', 'exit_status', 'dvn_train', 'dvn_demo', 'dvn_infer', 'dvn_eval', 'dvn_baselines',
-           'dvn_serve', 'dvn_scenarios']
+           'dvn_serve', 'dvn_chat_ui', 'dvn_scenarios']
 
 # %% ../nbs/10_cli.ipynb #085b7676
 import contextlib, json, os, sys
@@ -262,6 +262,24 @@ def dvn_serve(checkpoint:str=None, # a save_pretrained folder, a trainer checkpo
         model = load_for_inference(checkpoint, device, dtype)
         print(f"dvn_serve: {checkpoint} on http://{host}:{port}/v1 (OpenAI chat completions; Ctrl-C stops)", file=sys.stderr)
         uvicorn.run(create_app(model, model_id, image_root), host=host, port=port, log_level="warning")
+
+# %% ../nbs/10_cli.ipynb #a74bd1bc
+@call_parse
+def dvn_chat_ui(checkpoint:str=None, # a save_pretrained folder, a trainer checkpoint or a run folder
+                host:str="127.0.0.1", # the address to listen on
+                port:int=7860, # the port
+                device:str=None, dtype:str=None, # as dvn_infer
+                debug:store_true=False, # show tracebacks
+               ):
+    "A web chat with a trained model (gradio): upload an image, ask, watch the answer stream, see the fusion weights."
+    with cli_errors("dvn_chat_ui", debug):
+        if not checkpoint: raise ConfigError("--checkpoint", "required: the run folder or model folder to chat with")
+        if not Path(checkpoint).exists(): raise ConfigError("--checkpoint", f"'{checkpoint}': no such folder")
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        from dual_vision_nb.inference import load_for_inference, quiet_transformers
+        from dual_vision_nb.serve import chat_ui
+        quiet_transformers()
+        chat_ui(load_for_inference(checkpoint, device, dtype)).launch(server_name=host, server_port=port)
 
 # %% ../nbs/10_cli.ipynb #29c258f6
 @call_parse
