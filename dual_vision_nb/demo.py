@@ -83,6 +83,7 @@ def run_demo(output_dir:str|Path="runs/demo", # where the data and the run go
           f"  dvn_infer --checkpoint {run} --image {image} --question \"How many shapes are there?\"   # ask it\n"
           f"  dvn_eval --checkpoint {run} --data {data['val']}                      # metrics on held-out records\n"
           f"  dvn_serve --checkpoint {run}                                          # an OpenAI-compatible endpoint on 127.0.0.1:8000\n"
+          f"  dvn_chat_ui --checkpoint {run}                                        # a web chat with it on 127.0.0.1:7860\n"
           f"  dvn_train --config {run}/config.json --resume latest --max_steps {learn.step + 1000} --reschedule   # train longer\n"
           f"  tensorboard --logdir {run}                                            # curves\n"
           "  dvn_scenarios --guide                                                    # real-size scenarios")
