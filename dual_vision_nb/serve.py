@@ -53,7 +53,7 @@ def openai_messages(messages, # the request's `messages`, in OpenAI's chat forma
 
 # %% ../nbs/13_serve.ipynb #40cdaafe
 class Batcher:
-    "Gathers concurrent greedy requests with equal settings into one `chat_batch` call: at most `max_batch`, waiting at most `max_wait` s for company."
+    "Gathers concurrent requests with equal settings into one `chat_batch` call: at most `max_batch`, waiting at most `max_wait` s for company."
     def __init__(self, model, lock:threading.Lock, max_batch:int=8, max_wait:float=0.01, max_queue:int=64):
         self.model, self.lock, self.max_batch, self.max_wait, self.max_queue = model, lock, max_batch, max_wait, max_queue
         self.q, self.sizes = queue.Queue(), []          # sizes: every batch run, for the figures
@@ -88,7 +88,7 @@ def create_app(model, # a model from `load_for_inference` (its processor attache
                image_root:str|Path|None=None, # folder local image paths may point into (None: data: URIs only)
                max_tokens_limit:int=2048, # the largest max_tokens a request may ask for
                max_request_bytes:int=32 * 2**20, # the largest request body
-               max_batch:int=8, # concurrent greedy requests answered in one generate (1: one by one)
+               max_batch:int=8, # concurrent requests with equal settings answered in one generate (1: one by one)
                max_wait:float=0.01, # seconds a request waits for others to batch with
                max_queue:int=64, # requests waiting beyond this are refused (503)
               ):
