@@ -10,7 +10,10 @@ __all__ = ['USER_ERRORS', 'cli_errors', 'exit_status', 'dvn_train', 'dvn_demo', 
 import contextlib, json, os, sys
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .config import ConfigAliasWarning, ConfigError, DVNConfig, FREEZE_FLAGS, check_inputs, check_output_dir, parse_duration
+from .config import (ConfigAliasWarning, ConfigError, DVNConfig, ENCODER_MODE_NAMES, ENCODER_MODE_SYNONYMS, FREEZE_FLAGS,
+                                   check_inputs, check_output_dir, parse_duration)
+
+_MODES = (*ENCODER_MODE_NAMES, *ENCODER_MODE_SYNONYMS)        # what --encoder_mode and --modes accept
 
 # %% ../nbs/10_cli.ipynb #4419f65e
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
@@ -148,7 +151,7 @@ def dvn_infer(checkpoint:str=None, # a save_pretrained folder (RUN/model), a tra
         if batch and (image or question or compare_encoders or benchmark or stream):
             raise ConfigError("--batch", "answers a file of questions; it does not combine with --image/--question/--compare_encoders/--benchmark/--stream")
         if not batch and not question: raise ConfigError("--question", "required: give --image PATH --question TEXT, or --batch FILE.jsonl")
-        if encoder_mode not in (None, "fused", "qwen", "dinov2", "second"): raise ConfigError("--encoder_mode", f"{encoder_mode!r}: use fused, qwen or dinov2 (or second, the same)")
+        if encoder_mode is not None and encoder_mode not in _MODES: raise ConfigError("--encoder_mode", f"{encoder_mode!r}: use one of {', '.join(_MODES)} (second is dinov2)")
         if batch and not Path(batch).is_file(): raise ConfigError("--batch", f"batch file '{batch}' not found")
         local = _local_image(image) if image else None
         if local is not None and not local.is_file(): raise ConfigError("--image", f"'{image}': no such file" + ("" if local.is_absolute() else f" (relative to {os.getcwd()})"))
@@ -209,7 +212,7 @@ def dvn_eval(checkpoint:str=None, # a save_pretrained folder (RUN/model), a trai
         if not Path(checkpoint).exists(): raise ConfigError("--checkpoint", f"'{checkpoint}': no such folder")
         if not Path(data).is_file(): raise ConfigError("--data", f"data file '{data}' not found" + ("" if Path(data).is_absolute() else f" (relative to {os.getcwd()})"))
         if on_bad_record not in ("skip", "error"): raise ConfigError("--on_bad_record", f"{on_bad_record!r}: use skip or error")
-        if encoder_mode not in (None, "fused", "qwen", "dinov2", "second"): raise ConfigError("--encoder_mode", f"{encoder_mode!r}: use fused, qwen or dinov2 (or second, the same)")
+        if encoder_mode is not None and encoder_mode not in _MODES: raise ConfigError("--encoder_mode", f"{encoder_mode!r}: use one of {', '.join(_MODES)} (second is dinov2)")
         from dual_vision_nb.evaluation import evaluate_file
         evaluate_file(checkpoint, data, output, predictions, batch_size, max_new_tokens, encoder_mode, image_root, on_bad_record,
                       device, dtype, allow_images_outside_root)
@@ -225,8 +228,8 @@ def dvn_baselines(config:str=None, # the recipe's config file (JSON or YAML), wi
     with cli_errors("dvn_baselines", debug):
         if not config: raise ConfigError("--config", "required: the recipe's config file")
         chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-        bad = [m for m in chosen if m not in ("fused", "qwen", "dinov2", "second")]
-        if bad or not chosen: raise ConfigError("--modes", f"{','.join(bad) or 'nothing'}: use one or more of fused, qwen, dinov2 (or second)")
+        bad = [m for m in chosen if m not in _MODES]
+        if bad or not chosen: raise ConfigError("--modes", f"{','.join(bad) or 'nothing'}: use one or more of {', '.join(_MODES)} (second is dinov2)")
         cfg = DVNConfig.load(config, {"training.output_dir": output_dir} if output_dir else None)
         check_inputs(cfg)
         if output_dir: check_output_dir(output_dir, "--output_dir")

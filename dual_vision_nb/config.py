@@ -312,7 +312,7 @@ class LoggingConfig:
     progress_bar: bool = True
     print_every_steps: int | None = setting(None, ge=1)   # a plain line (step, loss, LR, speed) every N steps
 
-LORA_TARGET_NAMES = ("llm", "vision", "dinov2", "second")   # "second" = "dinov2": the second encoder, whichever family   # where LoRA adapters can go: the LM, Qwen's vision tower, DINOv2
+LORA_TARGET_NAMES = ("llm", "vision", "dinov2", "second")   # where adapters can go: the LM, Qwen's vision tower, the second encoder ("dinov2" and "second" alike)
 
 def _check_lora_targets(key, value):
     if not isinstance(value, list) or not value or any(t not in LORA_TARGET_NAMES for t in value) or len(set(value)) < len(value):

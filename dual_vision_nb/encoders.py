@@ -26,9 +26,9 @@ __all__ = ['QWEN_SPECIAL_TOKENS', 'DEFAULT_CORPUS', 'TEMPLATE_TEXTS', 'QWEN2_5_V
            'train_tokenizer', 'to_rgb', 'DualVisionProcessor', 'build_processor', 'load_processor', 'mrope_section',
            'tiny_qwen2_5_vl_config', 'tiny_dinov2_config', 'resolve_attn_implementation', 'BatchedVisionAttention',
            'batch_vision_attention', 'load_qwen2_5_vl', 'check_dinov2_config', 'load_dinov2', 'grid_list',
-           'rebuild_images', 'renormalise', 'merge_2x2', 'dinov2_merged_tokens', 'disable_attention',
-           'second_encoder_family', 'check_second_encoder_config', 'resample_cells', 'encoder_patch_tokens',
-           'second_merged_tokens', 'tiny_second_encoder_config', 'load_second_encoder']
+           'rebuild_images', 'renormalise', 'merge_2x2', 'dinov2_merged_tokens', 'second_encoder_family',
+           'check_second_encoder_config', 'resample_cells', 'encoder_patch_tokens', 'second_merged_tokens',
+           'disable_attention', 'tiny_second_encoder_config', 'load_second_encoder']
 
 # %% ../nbs/00_encoders.ipynb #c38cdbb5
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -346,41 +346,20 @@ def dinov2_merged_tokens(dinov2:Dinov2Model|Dinov2WithRegistersModel, # the DINO
                          dinov2_mean=IMAGENET_MEAN, dinov2_std=IMAGENET_STD, # normalisation DINOv2 was trained with
                         )->Tensor: # (sum h*w/4, 4*D_dino), Qwen's merged-token order
     "DINOv2 patch tokens on exactly Qwen's pixels, merged 2x2 in Qwen's order; same-size images share one forward."
-    thw = grid_list(image_grid_thw)                                  # the only device-to-host read (none for a list)
-    images = rebuild_images(pixel_values, thw)
-    grids = [(h, w) for _, h, w in thw]
-    n_skip = 1 + getattr(dinov2.config, "num_register_tokens", 0)   # CLS (+ registers)
-    dtype = next(dinov2.parameters()).dtype
-    out = [None] * len(images)
-    for grid in dict.fromkeys(grids):                                # distinct sizes, first-seen order
-        idx = [i for i, g in enumerate(grids) if g == grid]
-        x = renormalise(torch.stack([images[i] for i in idx]).float(), qwen_mean, qwen_std, dinov2_mean, dinov2_std)
-        hidden = dinov2(pixel_values=x.to(dtype)).last_hidden_state[:, n_skip:]   # (b, h*w, D)
-        merged = merge_2x2(hidden, *grid)                                         # (b, h*w/4, 4D)
-        for j, i in enumerate(idx): out[i] = merged[j]
-    return torch.cat(out)
-
-# %% ../nbs/00_encoders.ipynb #d6d27254
-def disable_attention(model:torch.nn.Module)->torch.nn.Module:
-    "Zero every attention output projection (Qwen vision `attn.proj`, DINOv2/DINOv3 `attention.o_proj`, SigLIP `self_attn.out_proj`): tokens stop mixing."
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if name.endswith(("attn.proj", "attention.o_proj", "self_attn.out_proj")) and isinstance(mod, torch.nn.Linear):
-                mod.weight.zero_(); mod.bias.zero_()
-    return model
+    return second_merged_tokens(dinov2, pixel_values, image_grid_thw, qwen_mean, qwen_std, dinov2_mean, dinov2_std)
 
 # %% ../nbs/00_encoders.ipynb #c2d23654
 SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 SECOND_ENCODERS = {   # family -> what the alignment needs to know about it
     "dinov2":  {"model_types": ("dinov2", "dinov2_with_registers"), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "inputs": "image", "cls": 1, "example": "facebook/dinov2-base"},
+                "config_class": Dinov2Config, "inputs": "image", "cls": 1, "example": "facebook/dinov2-base"},
     "dinov3":  {"model_types": ("dinov3_vit",), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "inputs": "image", "cls": 1, "example": "facebook/dinov3-vitb16-pretrain-lvd1689m"},
+                "config_class": DINOv3ViTConfig, "inputs": "image", "cls": 1, "example": "facebook/dinov3-vitb16-pretrain-lvd1689m"},
     "siglip2": {"model_types": ("siglip2_vision_model", "siglip2"), "mean": SIGLIP_MEAN, "std": SIGLIP_STD,
-                "inputs": "naflex", "cls": 0, "example": "google/siglip2-base-patch16-naflex"},
+                "config_class": Siglip2VisionConfig, "inputs": "naflex", "cls": 0, "example": "google/siglip2-base-patch16-naflex"},
     "siglip":  {"model_types": ("siglip_vision_model", "siglip"), "mean": SIGLIP_MEAN, "std": SIGLIP_STD,
-                "inputs": "interpolate", "cls": 0, "example": "google/siglip-base-patch16-224"},
+                "config_class": SiglipVisionConfig, "inputs": "interpolate", "cls": 0, "example": "google/siglip-base-patch16-224"},
 }
 
 def second_encoder_family(config:PretrainedConfig)->str:
@@ -453,6 +432,15 @@ def second_merged_tokens(encoder:torch.nn.Module, # the second encoder (DINOv2, 
         for j, i in enumerate(idx): out[i] = merged[j]
     return torch.cat(out)
 
+# %% ../nbs/00_encoders.ipynb #d6d27254
+def disable_attention(model:torch.nn.Module)->torch.nn.Module:
+    "Zero every attention output projection (Qwen vision `attn.proj`, DINOv2/DINOv3 `attention.o_proj`, SigLIP `self_attn.out_proj`): tokens stop mixing."
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if name.endswith(("attn.proj", "attention.o_proj", "self_attn.out_proj")) and isinstance(mod, torch.nn.Linear):
+                mod.weight.zero_(); mod.bias.zero_()
+    return model
+
 # %% ../nbs/00_encoders.ipynb #438f5f11
 def tiny_second_encoder_config(family:str="dinov2", # a `SECOND_ENCODERS` family
                                hidden_size:int=32, num_hidden_layers:int=2, num_attention_heads:int=2,
@@ -462,15 +450,15 @@ def tiny_second_encoder_config(family:str="dinov2", # a `SECOND_ENCODERS` family
                                **kwargs, # any other field of the family's config
                               )->PretrainedConfig:
     "A small valid config of any second-encoder family, for tests and CPU runs."
+    if family not in SECOND_ENCODERS: raise ValueError(f"family={family!r}: use one of {', '.join(SECOND_ENCODERS)}")
     if family == "dinov2":
         return tiny_dinov2_config(hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, num_register_tokens,
                                   **({"patch_size": patch_size} if patch_size else {}), **kwargs)
     common = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                   intermediate_size=intermediate_size or 4 * hidden_size, patch_size=patch_size or 16)
-    if family == "dinov3": return DINOv3ViTConfig(**{**common, "image_size": 64, "num_register_tokens": num_register_tokens, **kwargs})
-    if family == "siglip2": return Siglip2VisionConfig(**{**common, "num_patches": 64, "vision_use_head": False, **kwargs})
-    if family == "siglip": return SiglipVisionConfig(**{**common, "image_size": 64, "vision_use_head": False, **kwargs})
-    raise ValueError(f"family={family!r}: use one of {', '.join(SECOND_ENCODERS)}")
+    own = {"dinov3": {"image_size": 64, "num_register_tokens": num_register_tokens},
+           "siglip2": {"num_patches": 64, "vision_use_head": False}, "siglip": {"image_size": 64, "vision_use_head": False}}[family]
+    return SECOND_ENCODERS[family]["config_class"](**{**common, **own, **kwargs})
 
 def load_second_encoder(source:str|Path|PretrainedConfig, # hub id, folder, or a config (random weights)
                         dtype:str|torch.dtype="auto", # "auto" keeps the checkpoint's dtype

@@ -198,7 +198,6 @@ def evaluate_file(checkpoint:str|Path, # a save_pretrained folder, a trainer che
                   output:str|None=None, # write the metrics JSON here (default: print it)
                   predictions:str|None=None, # also write one JSON line per record (question, reference, answer)
                   batch_size:int=8, max_new_tokens:int=48, encoder_mode:str|None=None, # None: the model's own (fused unless trained otherwise)
-                 
                   image_root:str|None=None, # folder relative image paths start from (default: the data file's folder)
                   on_bad_record:str="skip", # "skip" (reported) or "error"
                   device:str|None=None, dtype:str|None=None,

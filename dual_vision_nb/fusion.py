@@ -193,7 +193,7 @@ class DualVisionConfig(Qwen2_5_VLConfig):
     def validate_fusion(self):
         if self.fusion_strategy not in FUSION_STRATEGIES:
             raise ValueError(f"fusion_strategy={self.fusion_strategy!r}: use one of {', '.join(FUSION_STRATEGIES)}")
-        if check_encoder_mode(self.encoder_mode) != self.encoder_mode: self.encoder_mode = check_encoder_mode(self.encoder_mode)
+        self.encoder_mode = check_encoder_mode(self.encoder_mode)          # "second" is stored as "dinov2"
         check_second_encoder_config(self.dinov2_config)
         return self
 

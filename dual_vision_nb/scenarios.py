@@ -15,8 +15,7 @@ from pathlib import Path
 from unittest import mock
 import torch
 from torch import nn
-from transformers import (DINOv3ViTConfig, Dinov2Config, PreTrainedConfig, Qwen2_5_VLConfig, Siglip2VisionConfig,
-                          SiglipVisionConfig)
+from transformers import PreTrainedConfig, Qwen2_5_VLConfig
 from transformers.modeling_layers import GradientCheckpointingLayer
 from .encoders import SECOND_ENCODERS, second_encoder_family, tiny_dinov2_config, tiny_qwen2_5_vl_config
 from .fusion import COMPONENT_PATTERNS, DualVisionConfig, DualVisionForConditionalGeneration, component_of
@@ -160,7 +159,6 @@ SECOND_ENCODER_SIZES = {   # every second encoder by size name: DINOv2's ("base"
                        "config": dict(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16, intermediate_size=4304,
                                       patch_size=16, num_patches=256, vision_use_head=False)},
 }
-_SECOND_CONFIG = {"dinov2": Dinov2Config, "dinov3": DINOv3ViTConfig, "siglip2": Siglip2VisionConfig, "siglip": SiglipVisionConfig}
 
 def encoder_configs(qwen:str="3b", # "tiny", "3b" or "7b"
                     dinov2:str="base", # the second encoder: "tiny", "base"/"large" (DINOv2), or another of `SECOND_ENCODER_SIZES`
@@ -177,7 +175,7 @@ def encoder_configs(qwen:str="3b", # "tiny", "3b" or "7b"
         q = Qwen2_5_VLConfig(text_config=s["text_config"], vision_config=s["vision_config"],
                              tie_word_embeddings=s["text_config"]["tie_word_embeddings"])
     if dinov2 == "tiny": d = tiny_dinov2_config()
-    else: d = _SECOND_CONFIG[SECOND_ENCODER_SIZES[dinov2]["family"]](**SECOND_ENCODER_SIZES[dinov2]["config"])
+    else: d = SECOND_ENCODERS[SECOND_ENCODER_SIZES[dinov2]["family"]]["config_class"](**SECOND_ENCODER_SIZES[dinov2]["config"])
     return q, d
 
 def meta_model(qwen:str="3b", # "tiny", "3b" or "7b"

@@ -6,10 +6,10 @@
 __all__ = ['RequestError', 'openai_messages', 'Batcher', 'create_app', 'chat_ui']
 
 # %% ../nbs/13_serve.ipynb #eeb88b81
-import asyncio, json, queue, threading, time, uuid
+import asyncio, collections, json, queue, threading, time, uuid
 from concurrent.futures import Future
 from pathlib import Path
-from .fusion import check_encoder_mode
+from .fusion import ENCODER_MODES, check_encoder_mode
 
 # %% ../nbs/13_serve.ipynb #f47e0c57
 class RequestError(ValueError):
@@ -56,7 +56,7 @@ class Batcher:
     "Gathers concurrent requests with equal settings into one `chat_batch` call: at most `max_batch`, waiting at most `max_wait` s for company."
     def __init__(self, model, lock:threading.Lock, max_batch:int=8, max_wait:float=0.01, max_queue:int=64):
         self.model, self.lock, self.max_batch, self.max_wait, self.max_queue = model, lock, max_batch, max_wait, max_queue
-        self.q, self.sizes = queue.Queue(), []          # sizes: every batch run, for the figures
+        self.q, self.sizes = queue.Queue(), collections.deque(maxlen=10_000)   # the sizes of the recent batches
         self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
 
     def submit(self, messages:list[dict], mode:str|None, gen:dict)->Future:
@@ -162,7 +162,6 @@ def chat_ui(model, # a model from `load_for_inference`
            ):
     "A gradio app: an image, a question, the encoder mode; the answer streams in, with the image's fusion weights."
     import gradio as gr
-    modes = ["fused", "qwen", "dinov2"]
     def ask(image, question, mode):
         if image is None: raise gr.Error("upload an image first")
         if not (question or "").strip(): raise gr.Error("ask a question")
@@ -180,7 +179,7 @@ def chat_ui(model, # a model from `load_for_inference`
             with gr.Column():
                 image = gr.Image(type="pil", label="Image")
                 question = gr.Textbox(label="Question", placeholder="What color is the circle?")
-                mode = gr.Radio(modes, value=model.config.encoder_mode, label="Encoder mode")
+                mode = gr.Radio(list(ENCODER_MODES), value=model.config.encoder_mode, label="Encoder mode")
                 go = gr.Button("Ask", variant="primary")
             with gr.Column():
                 answer = gr.Textbox(label="Answer", lines=4, interactive=False)
