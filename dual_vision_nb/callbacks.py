@@ -16,7 +16,8 @@ from torch import nn, Tensor
 from safetensors.torch import save_file, save_model, load_model
 from .config import RUN_STATE, read_run_state, did_you_mean
 from .models import DEFAULT_GROUP_PATTERNS, parameter_status_table
-from .trainer import Callback, CancelFitException, CancelStepException, Learner, _load_device, _rng_state, _set_rng_state
+from .trainer import (Callback, CancelFitException, CancelStepException, Learner, _load_device, _rng_state,
+                                    _set_rng_state, fsdp_load, fsdp_save)
 
 # %% ../nbs/04c_callbacks.ipynb #f35ca425
 class NaNGuardCB(Callback):
@@ -35,11 +36,14 @@ class NaNGuardCB(Callback):
     def after_backward(self):
         learn = self.learn
         loss_ok = bool(torch.isfinite(learn.loss_parts["loss"]).all())
-        if getattr(learn, "deepspeed", False):   # gradients are in ZeRO's partitions: every process decides on all losses
-            loss_ok = bool(learn.accelerator.reduce(torch.tensor([0.0 if loss_ok else 1.0]), "sum").item() == 0)
+        sharded = getattr(learn, "deepspeed", False) or getattr(learn, "fsdp", False)
+        if sharded:      # gradients are in ZeRO's partitions / FSDP's shards: every process decides on all losses
+            loss_ok = bool(learn.accelerator.reduce(torch.tensor([0.0 if loss_ok else 1.0], device=learn.accelerator.device), "sum").item() == 0)
         grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
-        # one fused norm over every gradient: non-finite iff some gradient holds a NaN/inf (one host read per step)
-        grad_ok = loss_ok and bool(torch.nn.utils.get_total_norm(grads, foreach=True).isfinite()) if grads else loss_ok
+        # one fused norm over every gradient: non-finite iff some gradient holds a NaN/inf (one host read per step);
+        # FSDP2's gradients are shards (DTensors): the whole norm takes one all-reduce, so every process decides alike
+        norm = lambda: (lambda n: n.full_tensor() if hasattr(n, "full_tensor") else n)(torch.nn.utils.get_total_norm(grads, foreach=True))
+        grad_ok = loss_ok and bool(norm().isfinite()) if grads else loss_ok
         if loss_ok and grad_ok:
             self.consecutive = 0
             return
@@ -69,11 +73,13 @@ class GradNormCB(Callback):
         learn = self.learn
         if learn.step % learn.cfg.log_every_steps: return
         stats = {}
+        # FSDP2's parameters and gradients are sharded DTensors: the norm of the whole tensor takes one all-reduce
+        norm = lambda ts: (lambda n: n.full_tensor() if hasattr(n, "full_tensor") else n)(torch.nn.utils.get_total_norm(ts, foreach=True))
         for g in learn.opt.param_groups:
             ps = [p for p in g["params"] if p.grad is not None]
             if not ps: continue
-            stats[f"grad_norm/{g['name']}"] = torch.nn.utils.get_total_norm([p.grad.detach() for p in ps], foreach=True)
-            stats[f"weight_norm/{g['name']}"] = torch.nn.utils.get_total_norm([p.detach() for p in ps], foreach=True)
+            stats[f"grad_norm/{g['name']}"] = norm([p.grad.detach() for p in ps])
+            stats[f"weight_norm/{g['name']}"] = norm([p.detach() for p in ps])
         learn.step_stats = stats
 
 class EvalCB(Callback):
@@ -352,13 +358,18 @@ def save_checkpoint(learn:Learner, ckpt_dir:str|Path)->Path:
     write_json_atomic(tmp / f"rng_{acc.process_index}.json", _rng_state())
     if getattr(learn, "deepspeed", False):   # every process writes its ZeRO partitions (fp32 master weights, moments)
         learn.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
-        if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")   # ZeRO-2: whole on every process
+        with learn.full_weights():            # whole on every process under ZeRO-2; ZeRO-3 gathers them for the write
+            if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
+    elif getattr(learn, "fsdp", False):       # FSDP2: every process writes its shards; the full weights gathered for inference
+        fsdp_save(learn, tmp / "fsdp")
+        with learn.full_weights():
+            if acc.is_main_process: _save_flat_weights(learn.unwrapped, tmp / "model.safetensors")
     elif acc.is_main_process: save_model(learn.unwrapped, str(tmp / "model.safetensors"))
     if acc.is_main_process:
         write_json_atomic(tmp / "model_config.json", json.loads(json.dumps(learn.unwrapped.config.to_dict(), default=str)))
         if getattr(learn, "config", None) is not None: write_json_atomic(tmp / "run_config.json", learn.config.to_dict())
         if learn.processor is not None: learn.processor.save_pretrained(tmp)     # inference loads a checkpoint on its own
-        if not getattr(learn, "deepspeed", False): torch.save(learn.opt.optimizer.state_dict(), tmp / "optimizer.pt")
+        if not (getattr(learn, "deepspeed", False) or getattr(learn, "fsdp", False)): torch.save(learn.opt.optimizer.state_dict(), tmp / "optimizer.pt")
         sched = learn.scheduler.state_dict(); sched.pop("lr_lambdas", None)
         state = {"step": learn.step, "stage_idx": learn.stage_idx, "epoch": learn.epoch, "batch_idx": learn.batch_idx,
                  "stage_start_step": learn.stage_start_step, "freeze": learn.freeze, "metrics": learn.metrics,
@@ -392,7 +403,8 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
         check_model_config(learn.unwrapped, json.loads((ckpt_dir / "model_config.json").read_text()), str(ckpt_dir))
     else: warnings.warn(f"{ckpt_dir}: no model_config.json (a checkpoint written before checkpoints recorded it): the model's "
                         "settings cannot be checked against the checkpoint's; only the weights' names and shapes are")
-    load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=_load_device(learn))
+    if getattr(learn, "fsdp", False): fsdp_load(learn, ckpt_dir / "fsdp")      # this process's shards
+    else: load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=_load_device(learn))
     for k in ("step", "stage_idx", "epoch", "batch_idx", "stage_start_step", "freeze", "metrics"): setattr(learn, k, st[k])
     for cb in learn.cbs:
         if cb.name in st["callbacks"]: cb.load_state_dict(st["callbacks"][cb.name])
@@ -455,7 +467,11 @@ class CheckpointCB(TrackerCB):
         "The model (and processor) as a `save_pretrained` folder, swapped in atomically (see `publish_dir`); with LoRA the merged model plus `adapter/`."
         acc = self.learn.accelerator
         acc.wait_for_everyone()
-        if acc.is_main_process:
+        with self.learn.full_weights(): self._export(dest)         # ZeRO-3: every process takes part in gathering the weights
+        acc.wait_for_everyone()
+
+    def _export(self, dest:Path):
+        if self.learn.accelerator.is_main_process:
             tmp = dest.with_name(f".tmp-{dest.name}"); shutil.rmtree(tmp, ignore_errors=True)
             model = self.learn.unwrapped
             if getattr(model, "_dvn_lora", None) is not None:       # adapters folded in (a plain model folder) + the adapters alone
@@ -464,7 +480,6 @@ class CheckpointCB(TrackerCB):
             else: model.save_pretrained(tmp)
             if self.learn.processor is not None: self.learn.processor.save_pretrained(tmp)
             publish_dir(tmp, dest)
-        acc.wait_for_everyone()
 
     def save(self):
         learn = self.learn

@@ -415,6 +415,7 @@ def second_merged_tokens(encoder:torch.nn.Module, # the second encoder (DINOv2, 
                          image_grid_thw:Tensor|list, # (n_images, 3), a tensor or `grid_list`'s host-side list
                          qwen_mean=CLIP_MEAN, qwen_std=CLIP_STD, # normalisation of `pixel_values`
                          mean=None, std=None, # the encoder's normalisation (default: its family's)
+                         min_calls:int=0, # run the encoder at least this often (sharded engines: every process gathers its layers equally often)
                         )->Tensor: # (sum h*w/4, 4*D), Qwen's merged-token order
     "The second encoder's patch tokens on exactly Qwen's pixels (each 28-px cell resampled to 2p px), merged 2x2 in Qwen's order; same-size images share one forward."
     fam = second_encoder_family(encoder.config)
@@ -430,6 +431,9 @@ def second_merged_tokens(encoder:torch.nn.Module, # the second encoder (DINOv2, 
         x = resample_cells(x, encoder.config.patch_size)
         merged = merge_2x2(encoder_patch_tokens(encoder, x.to(dtype)), *grid)     # (b, h*w/4, 4D)
         for j, i in enumerate(idx): out[i] = merged[j]
+    for _ in range(min_calls - len(set(grids))):                      # padding calls on one blank cell, joined at x0
+        blank = torch.zeros(1, 3, 2 * encoder.config.patch_size, 2 * encoder.config.patch_size, device=pixel_values.device)
+        out[0] = out[0] + 0 * encoder_patch_tokens(encoder, blank.to(dtype)).sum()
     return torch.cat(out)
 
 # %% ../nbs/00_encoders.ipynb #d6d27254

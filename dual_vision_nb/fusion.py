@@ -242,6 +242,9 @@ class DualVisionModel(Qwen2_5_VLModel):
     config: DualVisionConfig
     _no_split_modules = ["Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer", "Dinov2WithRegistersLayer",
                          "DINOv3ViTLayer", "Siglip2EncoderLayer", "SiglipEncoderLayer"]
+    # the second encoder runs once per distinct image size; engines that gather its layers per call (ZeRO-3, FSDP) need
+    # every process to call it equally often: the trainer sets this, and processes agree on the count (one all-reduce)
+    equal_encoder_calls = False
 
     def __init__(self, config:DualVisionConfig):
         Qwen2_5_VLPreTrainedModel.__init__(self, config)
@@ -267,9 +270,12 @@ class DualVisionModel(Qwen2_5_VLModel):
         token_image_ids = torch.repeat_interleave(torch.arange(n_images, device=image_grid_thw.device),
                                                   image_grid_thw.prod(-1) // merge, output_size=sum(counts))
         q = None if mode == "dinov2" else self.visual(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw).pooler_output
-        c = self.config
-        d = None if mode == "qwen" else second_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean,
-                                                             c.qwen_image_std, c.dinov2_image_mean, c.dinov2_image_std)
+        c, calls = self.config, 0
+        if mode != "qwen" and self.equal_encoder_calls and torch.distributed.is_initialized():
+            calls = torch.tensor(len({(h, w) for _, h, w in grids}), device=pixel_values.device)
+            torch.distributed.all_reduce(calls, op=torch.distributed.ReduceOp.MAX)
+        d = None if mode == "qwen" else second_merged_tokens(self.dinov2, pixel_values, grids, c.qwen_image_mean, c.qwen_image_std,
+                                                             c.dinov2_image_mean, c.dinov2_image_std, int(calls))
         if d is not None and q is not None: d = d.to(q.dtype)
         positions = None
         if self.fusion.position_grid and mode != "qwen":

@@ -100,11 +100,11 @@ _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Mer
 def parameter_table(model:nn.Module, # the fused model
                    )->list[dict]: # one row per component, then a "total" row
     "Total and trainable parameter counts (and share of all parameters) per named component: the one count of the project."
-    rows = []
+    rows, numel = [], lambda p: getattr(p, "ds_numel", p.numel())      # ZeRO-3 partitions: the full size
     for comp, params in component_params(model).items():
-        n = sum(p.numel() for _, p in params)
-        rows.append({"component": comp, "total": n, "trainable": sum(p.numel() for _, p in params if p.requires_grad),
-                     "lora": sum(p.numel() for m, p in params if ".lora_" in m)})
+        n = sum(numel(p) for _, p in params)
+        rows.append({"component": comp, "total": n, "trainable": sum(numel(p) for _, p in params if p.requires_grad),
+                     "lora": sum(numel(p) for m, p in params if ".lora_" in m)})
     total = sum(r["total"] for r in rows)
     for r in rows: r["share"] = r["total"] / total if total else 0.0
     rows.append({"component": "total", "total": total, "trainable": sum(r["trainable"] for r in rows), "share": 1.0,

@@ -12,7 +12,7 @@ import torch
 from accelerate.utils import set_seed
 from .config import (ConfigError, DataConfig, DVNConfig, check_inputs, check_output_dir, stages_from_config)
 from .models import build_model, build_processor_for, get_extension
-from .trainer import Callback, Learner, make_accelerator
+from .trainer import Callback, Learner, make_accelerator, whole_model_build
 from .callbacks import (CheckpointCB, CPUThreadsCB, EarlyStoppingCB, EvalCB, GradNormCB, LoggerCB,
                                       NaNGuardCB, PlateauCB, PrintCB, ProgressCB, StatusTableCB, load_checkpoint)
 
@@ -101,7 +101,7 @@ def build_run(cfg:DVNConfig)->Learner:
     processor = build_processor_for(cfg)
     exts = [get_extension(name, settings) for name, settings in cfg.extensions.items()]     # at most one (checked at load)
     if exts and cfg.loss: raise ConfigError("loss", f"a run with extensions.{exts[0].name} takes its loss settings there, not in loss")
-    model = build_model(cfg, processor)                       # the extension's model included
+    with whole_model_build(acc): model = build_model(cfg, processor)      # the extension's model included
     dataset_cls = next((c for c in (e.dataset_class() for e in exts) if c is not None), None)
     train, valid = build_datasets(cfg, processor, dataset_cls)
     if acc.is_main_process:

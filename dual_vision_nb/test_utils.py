@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['COLOURS', 'ColourTask', 'tiny_model_config', 'tiny_run_config', 'write_config', 'run_dvn_train', 'KillAtStep',
-           'RaiseAtStep', 'SleepEachStep', 'NaNLossAtStep']
+           'RaiseAtStep', 'SleepEachStep', 'NaNLossAtStep', 'ReportWrappers']
 
 # %% ../nbs/11_test_utils.ipynb #aa657343
 import tempfile
@@ -118,3 +118,10 @@ class NaNLossAtStep(Callback):
         if self.learn.step + 1 == int(os.environ.get("DVN_NAN_AT_STEP", "-1")) and \
            self.learn.accelerator.process_index == int(os.environ.get("DVN_NAN_RANK", "0")):
             self.learn.loss_parts["loss"] = torch.tensor(float("nan"))
+
+# %% ../nbs/11_test_utils.ipynb #80c9fc48
+class ReportWrappers(Callback):
+    "Print the wrapper classes around the prepared model's layers (activation checkpointing, FSDP's checkpoint wrapper) as the fit begins: one line per process."
+    def before_fit(self):
+        names = sorted({type(m).__name__ for m in self.learn.model.modules() if "Wrapper" in type(m).__name__})
+        print("wrappers:", ", ".join(names) or "none", flush=True)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['END_STATES', 'DualVisionTrainer', 'LRLambda', 'build_scheduler', 'CancelStepException', 'CancelFitException',
-           'Callback', 'Learner', 'make_accelerator']
+           'Callback', 'fsdp_save', 'fsdp_load', 'Learner', 'make_accelerator', 'zero_stage', 'whole_model_build']
 
 # %% ../nbs/04b_trainer.ipynb #1f63a656
 import contextlib, inspect, json, math, os, random, re, signal, sys, time, warnings
@@ -110,7 +110,44 @@ def _load_device(learn)->str:
     dev = learn.accelerator.device
     return "cpu" if dev.type == "cpu" else str(dev)
 
+@contextlib.contextmanager
+def _fsdp_unsharded(model:nn.Module):
+    "FSDP2: every unit's parameters whole on every process (`unshard`) and `state_dict` the full weights (on the main process), sharded again on exit."
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.fsdp import FSDPModule
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))   # a collective
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in units: m.unshard()
+    model.state_dict = lambda *args, **kwargs: dict(full)     # FSDP's own state_dict would register the shards again
+    try: yield
+    finally:
+        del model.state_dict
+        for m in units: m.reshard()
 
+def _dcp_state(learn, optimizer:bool)->dict:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    st = {"model": get_model_state_dict(learn.model)}           # this process's shards (DTensors)
+    if optimizer: st["optimizer"] = get_optimizer_state_dict(learn.model, learn.opt.optimizer)
+    return st
+
+def fsdp_save(learn, path:str|Path):
+    "FSDP2: every process writes its shards of the weights and the optimizer state (`torch.distributed.checkpoint`) into `path`."
+    import torch.distributed.checkpoint as dcp
+    dcp.save(_dcp_state(learn, True), checkpoint_id=str(path))
+
+def fsdp_load(learn, path:str|Path, optimizer:bool=False):
+    "FSDP2: read this process's shards of the weights (or, with `optimizer`, of the optimizer state) from an `fsdp_save` folder."
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    st = _dcp_state(learn, optimizer)
+    if optimizer:         # parameters that never had a gradient (DINOv2's mask token) have no moments in the checkpoint
+        st.pop("model")
+        saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+        st["optimizer"]["state"] = {k: v for k, v in st["optimizer"]["state"].items()
+                                    if any(f"optimizer.state.{k}.{s}" in saved for s in v)}
+    dcp.load(st, checkpoint_id=str(path))
+    if optimizer: set_optimizer_state_dict(learn.model, learn.opt.optimizer, st["optimizer"], options=StateDictOptions(strict=False))
+    else: set_model_state_dict(learn.model, st["model"])
 
 # %% ../nbs/04b_trainer.ipynb #35a05d3d
 class Learner:
@@ -129,6 +166,10 @@ class Learner:
         # averaged across processes: wrap with every parameter trainable; each stage's `apply_freeze` decides what trains
         for p in model.parameters(): p.requires_grad_(True)
         self.deepspeed = self.accelerator.distributed_type.value == "DEEPSPEED"
+        self.fsdp = self.accelerator.distributed_type.value == "FSDP"
+        if zero_stage(self.accelerator) == 3 or self.fsdp:
+            for m in model.modules():          # layers gathered per call: every process calls the second encoder equally often
+                if hasattr(type(m), "equal_encoder_calls"): m.equal_encoder_calls = True
         if self.deepspeed: self.model = _configure_deepspeed(self.accelerator, self.cfg, model)   # wrapped per stage (build_optimizer)
         else: self.model = self.accelerator.prepare(model)
         self.train_dl = self.accelerator.prepare(train_dl)
@@ -148,6 +189,13 @@ class Learner:
 
     @property
     def unwrapped(self): return self.accelerator.unwrap_model(self.model)
+
+    def full_weights(self):
+        "A context in which the model's parameters are whole on every process (ZeRO-3 and FSDP2 gather their shards; other engines hold them whole)."
+        if self.fsdp: return _fsdp_unsharded(self.model)
+        if zero_stage(self.accelerator) != 3: return contextlib.nullcontext()
+        import deepspeed
+        return deepspeed.zero.GatheredParameters(list(self.unwrapped.parameters()), modifier_rank=None)
     @property
     def stage(self)->StageConfig: return self.stages[min(self.stage_idx, len(self.stages) - 1)]
     def __call__(self, event:str):
@@ -240,6 +288,7 @@ class Learner:
             if self.deepspeed:              # each process's ZeRO partitions (fp32 master weights and moments)
                 self.model.load_checkpoint(str(st["dir"] / "deepspeed"), tag="state", load_optimizer_states=True,
                                            load_lr_scheduler_states=False, load_module_strict=True)
+            elif self.fsdp: fsdp_load(self, st["dir"] / "fsdp", optimizer=True)     # each process's shards of the moments
             else: self.opt.optimizer.load_state_dict(torch.load(st["dir"] / "optimizer.pt", weights_only=True,
                                                                 map_location=_load_device(self)))
             self.scheduler.load_state_dict({**self.scheduler.state_dict(), **st["scheduler"]})
@@ -421,26 +470,48 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     # DeepSpeed or FSDP without a GPU: accelerate finds no backend of its own for the CPU and would run each process as
     # a world of one; gloo is the CPU's backend
+    fsdp_on_cpu = engine == "FSDP" and not torch.cuda.is_available()
     if engine and not torch.cuda.is_available():
-        if engine == "FSDP":
-            raise RuntimeError("`accelerate launch` asked for FSDP, which accelerate runs on GPUs only (on the CPU it would "
-                               "run each process alone, or plain DDP with ACCELERATE_USE_CPU); on the CPU use DeepSpeed "
-                               "ZeRO-2 (examples/accelerate/deepspeed_zero2.yaml) or DDP (examples/accelerate/ddp.yaml)")
+        if fsdp_on_cpu and os.environ.get("FSDP_VERSION", "1") != "2":
+            raise RuntimeError("`accelerate launch` asked for FSDP version 1 without a GPU; on the CPU the trainer runs "
+                               "FSDP2 (examples/accelerate/fsdp2.yaml: fsdp_version: 2)")
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, log_with=log_with,
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or fsdp_on_cpu, log_with=log_with,
                       project_config=ProjectConfiguration(project_dir=str(log_dir or cfg.output_dir)),
                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                       kwargs_handlers=handlers)
+    if fsdp_on_cpu: _fsdp2_on_cpu(acc)
     got = acc.distributed_type.value
     if engine and got != engine:
         raise RuntimeError(f"`accelerate launch` asked for {engine}, but the run got {got}"
                            + (" because ACCELERATE_USE_CPU is set (it turns DeepSpeed and FSDP off): unset it"
                               if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") else "")
                            + "; refusing to train with another engine than the one asked for")
-    if got == "DEEPSPEED" and acc.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0) == 3:
-        raise NotImplementedError("DeepSpeed ZeRO-3 is not supported by the trainer: use ZeRO-2 "
-                                  "(examples/accelerate/deepspeed_zero2.yaml) or DDP")
     return acc
+
+def zero_stage(acc:Accelerator)->int:
+    "The run's DeepSpeed ZeRO stage (0 without DeepSpeed)."
+    if acc.distributed_type.value != "DEEPSPEED": return 0
+    return int(acc.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0))
+
+@contextlib.contextmanager
+def whole_model_build(acc:Accelerator):
+    "Build models whole under ZeRO-3: transformers would partition each part as it is built (`zero.Init`), which the fused model's assembly cannot take; the engine partitions the model when it wraps it."
+    if zero_stage(acc) != 3: yield; return
+    from transformers.integrations import unset_hf_deepspeed_config
+    unset_hf_deepspeed_config()
+    try: yield
+    finally: acc.state.deepspeed_plugin.set_deepspeed_weakref()
+
+def _fsdp2_on_cpu(acc:Accelerator):
+    "accelerate sets FSDP up for GPUs only; on the CPU its processes (gloo) get the same FSDP2 state, so `prepare` shards with `fully_shard`."
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    if acc.distributed_type != DistributedType.MULTI_CPU: return
+    plugin = FullyShardedDataParallelPlugin()                       # from the launch's FSDP_* environment
+    if acc.mixed_precision != "no": plugin.set_mixed_precision(acc.mixed_precision)
+    AcceleratorState._shared_state["fsdp_plugin"] = plugin
+    AcceleratorState._shared_state["distributed_type"] = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
 def _launched_engine()->str|None:
     "The sharding engine `accelerate launch` was asked for (its environment), or None."

@@ -1,6 +1,6 @@
-"""Sharded engines through `accelerate launch` with 2 CPU processes (gloo): DeepSpeed ZeRO-2 trains with one process's
-losses across stages that change what trains (LoRA included), a kill -9 resumes exactly, and a launch that would
-silently fall back to another engine is refused."""
+"""Sharded engines through `accelerate launch` with 2 CPU processes (gloo): DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 train
+with one process's losses across stages that change what trains (LoRA included), write per-process shards, resume
+exactly after kill -9, agree on skipped steps; a launch that would silently fall back to another engine is refused."""
 import csv, json, os, shutil, subprocess
 from pathlib import Path
 import pytest
@@ -39,37 +39,80 @@ def _launch(yaml, cfg_path, env=None, check=True):
     return r
 
 
-def test_zero2_matches_one_process_across_stages_with_lora(tmp_path):
-    """ZeRO-2 over 2 processes x batch 2 = 1 process x batch 4, through three stages that change what trains (a new engine
-    each stage), LoRA adapters, clipping at 1.0: losses equal to 1e-5 (the reduce sums in another order; float32)."""
-    _needs_deepspeed()
-    def cfg(name, bs):
-        c = _config(tmp_path, tmp_path / name, max_steps=9, batch_size=bs, num_epochs=3)
-        c["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["llm", "vision"]}
-        c["curriculum_training"] = {"enabled": True, "stages": STAGES}
-        return _write(tmp_path, f"{name}.json", c)
-    _dvn_train("--config", str(cfg("one", 4)))
-    r = _launch("deepspeed_zero2.yaml", cfg("zero2", 2))
+ENGINES = {"zero2": "deepspeed_zero2.yaml", "zero3": "deepspeed_zero3.yaml", "fsdp2": "fsdp2.yaml"}
+SHARDS = {"zero2": ("deepspeed/state", ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]),
+          "zero3": ("deepspeed/state", ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]),
+          "fsdp2": ("fsdp", ["__0_0.distcp", "__1_0.distcp"])}
+
+
+@pytest.fixture(scope="module")
+def one_process_stages(tmp_path_factory):
+    "The reference: one process, batch 4, through the three stages with LoRA (shared by the engines' tests)."
+    tmp = tmp_path_factory.mktemp("one")
+    _dvn_train("--config", str(_stage_config(tmp, "one", 4)))
+    return tmp / "one"
+
+
+def _stage_config(tmp, name, bs):
+    c = _config(tmp, tmp / name, max_steps=9, batch_size=bs, num_epochs=3)
+    c["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["llm", "vision"]}
+    c["curriculum_training"] = {"enabled": True, "stages": STAGES}
+    return _write(tmp, f"{name}.json", c)
+
+
+def _model_params(folder):
+    from dual_vision_nb.fusion import DualVisionForConditionalGeneration
+    return dict(DualVisionForConditionalGeneration.from_pretrained(folder).named_parameters())
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_sharded_engine_matches_one_process_across_stages_with_lora(tmp_path, one_process_stages, engine):
+    """2 processes x batch 2 = 1 process x batch 4 through three stages that change what trains (a new ZeRO engine each
+    stage; FSDP2 keeps its shards and builds a new optimizer), LoRA adapters, clipping at 1.0, images of many sizes (the
+    second encoder's calls agreed across processes under ZeRO-3 and FSDP2): losses equal to 1e-5 (float32; the
+    reduce sums in another order). Every process wrote its own shards; the merged export loads with `from_pretrained`
+    and holds the one-process run's weights (1e-5)."""
+    if engine != "fsdp2": _needs_deepspeed()
+    r = _launch(ENGINES[engine], _stage_config(tmp_path, engine, 2))
     assert r.stderr.count("finished at step 9 (max_steps)") == 1
-    ckpt = tmp_path / "zero2" / "checkpoints" / "step-0000008" / "deepspeed" / "state"
-    assert sorted(p.name for p in ckpt.glob("zero_pp_rank_*_optim_states.pt")) == [
-        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]   # really sharded
-    _assert_same_curve(tmp_path / "one", tmp_path / "zero2", 9, 1e-5)
+    sub, files = SHARDS[engine]
+    shards = tmp_path / engine / "checkpoints" / "step-0000008" / sub
+    assert sorted(p.name for p in shards.iterdir() if p.name in files) == files       # really sharded, one file per process
+    _assert_same_curve(one_process_stages, tmp_path / engine, 9, 1e-5)
+    a, b = _model_params(one_process_stages / "model"), _model_params(tmp_path / engine / "model")
+    assert a.keys() == b.keys() and not any(".lora_" in k for k in b)                  # merged: a plain model folder
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-def test_zero2_kill_and_resume_is_exact(tmp_path):
-    "Both ZeRO-2 processes SIGKILLed at step 7; resumed from step 4 (weights, each rank's partitions, RNG): the uninterrupted curve (1e-6)."
-    _needs_deepspeed()
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_sharded_engine_kill_and_resume_is_exact(tmp_path, engine):
+    "Both processes SIGKILLed at step 7; resumed from step 4 (weights, each process's shards, RNG): the uninterrupted curve (1e-6)."
+    if engine != "fsdp2": _needs_deepspeed()
     full = _write(tmp_path, "full.json", _config(tmp_path, tmp_path / "full", max_steps=12, batch_size=2))
-    _launch("deepspeed_zero2.yaml", full)
+    _launch(ENGINES[engine], full)
     killed = _write(tmp_path, "killed.json", _config(tmp_path, tmp_path / "killed", max_steps=12, batch_size=2,
                                                      callbacks=["dual_vision_nb.test_utils:KillAtStep"]))
-    r = _launch("deepspeed_zero2.yaml", killed, env={"DVN_KILL_AT_STEP": "7"}, check=False)
+    r = _launch(ENGINES[engine], killed, env={"DVN_KILL_AT_STEP": "7"}, check=False)
     assert r.returncode != 0
     assert json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())["step"] == 4
     cfg = json.loads(killed.read_text()); cfg["training"]["resume"] = "latest"
-    _launch("deepspeed_zero2.yaml", _write(tmp_path, "resume.json", cfg), env={"DVN_KILL_AT_STEP": "-1"})
+    _launch(ENGINES[engine], _write(tmp_path, "resume.json", cfg), env={"DVN_KILL_AT_STEP": "-1"})
     _assert_same_curve(tmp_path / "full", tmp_path / "killed", 12, 1e-6)
+
+
+def test_fsdp2_activation_checkpointing_and_accumulation_match_one_process(tmp_path):
+    """FSDP2 with activation checkpointing (accelerate wraps each layer) and 2 accumulation steps x batch 1 x 2 processes
+    = 1 process with 2 x batch 2 (1e-5)."""
+    one = _write(tmp_path, "one.json", _config(tmp_path, tmp_path / "one", max_steps=5, batch_size=2, gradient_accumulation_steps=2))
+    _dvn_train("--config", str(one))
+    yaml = tmp_path / "fsdp2_ac.yaml"
+    yaml.write_text((EXAMPLES / "fsdp2.yaml").read_text().replace("fsdp_activation_checkpointing: false", "fsdp_activation_checkpointing: true"))
+    assert "fsdp_activation_checkpointing: true" in yaml.read_text()
+    cfg = _config(tmp_path, tmp_path / "ac", max_steps=5, batch_size=1, gradient_accumulation_steps=2,
+                  callbacks=["dual_vision_nb.test_utils:ReportWrappers"])
+    r = _launch(yaml, _write(tmp_path, "ac.json", cfg))
+    assert r.stdout.count("wrappers: FSDPCheckpointWrapper") == 2, r.stdout[-2000:]      # both processes checkpoint layers
+    _assert_same_curve(tmp_path / "one", tmp_path / "ac", 5, 1e-5)
 
 
 def test_a_launch_that_would_fall_back_to_ddp_is_refused(tmp_path):
@@ -81,28 +124,23 @@ def test_a_launch_that_would_fall_back_to_ddp_is_refused(tmp_path):
     assert not (tmp_path / "c" / "metrics.csv").exists()
 
 
-def test_fsdp_without_a_gpu_is_refused_not_run_alone(tmp_path):
-    "accelerate runs FSDP on GPUs only: on the CPU each process would train alone; the trainer says so before training."
+def test_fsdp_v1_without_a_gpu_is_refused(tmp_path):
+    "On the CPU the trainer runs FSDP2 only; an FSDP version 1 launch stops before training and names the YAML to use."
     cfg = _write(tmp_path, "c.json", _config(tmp_path, tmp_path / "c", max_steps=2, batch_size=2))
-    r = _launch("fsdp2.yaml", cfg, check=False)
-    assert r.returncode != 0 and "FSDP, which accelerate runs on GPUs only" in r.stderr, r.stderr[-2000:]
+    r = _launch("fsdp.yaml", cfg, check=False)
+    assert r.returncode != 0 and "FSDP version 1 without a GPU" in r.stderr and "fsdp2.yaml" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "c" / "metrics.csv").exists()
 
 
-def test_zero2_one_process_bad_loss_skips_the_step_on_every_process(tmp_path):
-    """Under ZeRO-2 the gradients live in DeepSpeed's partitions, so the NaN guard decides on every process's loss: a
-    non-finite loss on process 1 alone makes both skip that step (no hang, no half-applied step), and the run goes on."""
-    _needs_deepspeed()
+@pytest.mark.parametrize("engine", ["zero2", "fsdp2"])
+def test_one_process_bad_loss_skips_the_step_on_every_process(tmp_path, engine):
+    """Under ZeRO the gradients live in DeepSpeed's partitions, under FSDP2 in each process's shards, so the NaN guard
+    decides on every process's loss: a non-finite loss on process 1 alone makes both skip that step (no hang, no
+    half-applied step), and the run goes on."""
+    if engine != "fsdp2": _needs_deepspeed()
     cfg = _config(tmp_path, tmp_path / "nan", max_steps=6, batch_size=2, callbacks=["dual_vision_nb.test_utils:NaNLossAtStep"])
-    _launch("deepspeed_zero2.yaml", _write(tmp_path, "nan.json", cfg), env={"DVN_NAN_AT_STEP": "3", "DVN_NAN_RANK": "1"})
+    _launch(ENGINES[engine], _write(tmp_path, "nan.json", cfg), env={"DVN_NAN_AT_STEP": "3", "DVN_NAN_RANK": "1"})
     events = [json.loads(l) for l in (tmp_path / "nan" / "events.jsonl").read_text().splitlines()]
     skips = [e for e in events if e.get("event") == "skip_nonfinite"]
     assert [e["step"] for e in skips] == [2], skips
     assert sorted(_curve(tmp_path / "nan")) == list(range(1, 7))
-
-
-def test_zero3_is_refused_with_a_clear_error(tmp_path):
-    _needs_deepspeed()
-    cfg = _write(tmp_path, "c.json", _config(tmp_path, tmp_path / "c", max_steps=2, batch_size=2))
-    r = _launch("deepspeed_zero3.yaml", cfg, check=False)
-    assert r.returncode != 0 and "ZeRO-3 is not supported by the trainer" in r.stderr, r.stderr[-2000:]
