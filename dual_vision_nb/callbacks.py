@@ -16,6 +16,7 @@ from torch import nn, Tensor
 from safetensors.torch import save_file, save_model, load_model
 from .config import RUN_STATE, read_run_state, did_you_mean
 from .models import DEFAULT_GROUP_PATTERNS, parameter_status_table
+from .lora import load_weights
 from .trainer import (Callback, CancelFitException, CancelStepException, Learner, _load_device, _rng_state,
                                     _set_rng_state, fsdp_load, fsdp_save)
 
@@ -73,6 +74,14 @@ class GradNormCB(Callback):
         learn = self.learn
         if learn.step % learn.cfg.log_every_steps: return
         stats = {}
+        if getattr(learn, "deepspeed", False):      # ZeRO holds the gradients in its partitions: gathered whole, on every process
+            from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_grad
+            for name, ps in learn.group_params:
+                gs = [g for g in (safe_get_full_grad(p) for p in ps) if g is not None]
+                if not gs: continue
+                stats[f"grad_norm/{name}"] = torch.nn.utils.get_total_norm(gs, foreach=True)
+                stats[f"weight_norm/{name}"] = torch.nn.utils.get_total_norm([safe_get_full_fp32_param(p) for p in ps], foreach=True)
+            learn.step_stats = stats; return
         # FSDP2's parameters and gradients are sharded DTensors: the norm of the whole tensor takes one all-reduce
         norm = lambda ts: (lambda n: n.full_tensor() if hasattr(n, "full_tensor") else n)(torch.nn.utils.get_total_norm(ts, foreach=True))
         for g in learn.opt.param_groups:
@@ -404,7 +413,7 @@ def load_checkpoint(learn:Learner, ckpt_dir:str|Path)->Learner:
     else: warnings.warn(f"{ckpt_dir}: no model_config.json (a checkpoint written before checkpoints recorded it): the model's "
                         "settings cannot be checked against the checkpoint's; only the weights' names and shapes are")
     if getattr(learn, "fsdp", False): fsdp_load(learn, ckpt_dir / "fsdp")      # this process's shards
-    else: load_model(learn.unwrapped, str(ckpt_dir / "model.safetensors"), device=_load_device(learn))
+    else: load_weights(learn.unwrapped, ckpt_dir / "model.safetensors", device=_load_device(learn))
     for k in ("step", "stage_idx", "epoch", "batch_idx", "stage_start_step", "freeze", "metrics"): setattr(learn, k, st[k])
     for cb in learn.cbs:
         if cb.name in st["callbacks"]: cb.load_state_dict(st["callbacks"][cb.name])

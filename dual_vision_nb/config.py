@@ -326,7 +326,7 @@ class LoRAConfig:
     targets: list = setting(factory=lambda: ["llm"], check=_check_lora_targets)   # LM attention + MLP projections; "vision", "dinov2" too
     target_modules: str | None = None  # a regex of more module names to adapt (full match, e.g. r".*\.fusion\.proj_qwen")
     rslora: bool = False               # rank-stabilised scaling (Kalajdzievski 2023)
-    quantization: str = setting("none", choices=("none", "4bit"))   # 4bit: QLoRA, the frozen base in NF4 (needs CUDA + bitsandbytes)
+    quantization: str = setting("none", choices=("none", "4bit"))   # 4bit: QLoRA, the adapted layers' frozen base in NF4 (bitsandbytes; saves memory on a CUDA GPU)
 
 # %% ../nbs/04_config.ipynb #9827cf42
 class ConfigAliasWarning(UserWarning): "A config used another name for one of our settings; the note names ours."

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 from PIL import Image
 from fastcore.basics import patch
-from safetensors.torch import load_model
 from transformers import TextIteratorStreamer
 from transformers.generation.streamers import BaseStreamer
 from .encoders import DualVisionProcessor, resolve_attn_implementation, to_rgb
@@ -19,6 +18,7 @@ from .config import read_run_state
 from .fusion import ENCODER_MODES, MODEL_INPUTS, DualVisionConfig, DualVisionForConditionalGeneration, check_encoder_mode
 from .data import DEFAULT_MAX_IMAGE_PIXELS, RecordError, check_image_size, encode_messages, load_image, normalize_record, record_to_messages
 from .batching import PaddedCollator
+from .lora import load_weights
 
 # %% auto #0
 __all__ = ['MODEL_CLASSES', 'default_device_dtype', 'inference_attn_implementation', 'model_class', 'load_for_inference',
@@ -146,7 +146,7 @@ def load_for_inference(path:str|Path, # a `save_pretrained` folder, a `checkpoin
     attn = inference_attn_implementation(device, dtype, attn_implementation)
     if _is_checkpoint(path):
         model, processor = _rebuild_for_checkpoint(path, dtype, attn)
-        try: load_model(model, str(path / "model.safetensors"), strict=True)
+        try: load_weights(model, path / "model.safetensors", strict=True)
         except RuntimeError as e:
             raise ValueError(f"{path / 'model.safetensors'} does not fit the architecture saved with the run: {e}") from None
     elif _is_pretrained(path):

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'ADAPTER_NAME', 'LORA_DEFAULTS', 'lora_target_regex', 'is_lora_param', 'has_lora',
-           'check_quantization', 'apply_lora', 'adapter_state_dict', 'save_adapter', 'merged_state_dict', 'save_merged']
+           'check_quantization', 'quantize_4bit', 'is_quantized', 'apply_lora', 'adapter_state_dict', 'save_adapter',
+           'merged_state_dict', 'save_merged', 'load_weights']
 
 # %% ../nbs/12_lora.ipynb #21494aeb
 from pathlib import Path
@@ -41,27 +42,56 @@ def has_lora(model:nn.Module)->bool:
 
 # %% ../nbs/12_lora.ipynb #029f011e
 def check_quantization(settings:dict):
-    "QLoRA needs a CUDA GPU and bitsandbytes: say which is missing, as a `ConfigError` naming `lora.quantization`."
+    "QLoRA needs bitsandbytes (0.46 or later, whose CPU backend runs the checks here; a CUDA GPU is where it saves memory): say what is missing, as a `ConfigError` naming `lora.quantization`."
     if settings.get("quantization", "none") == "none": return
-    missing = []
-    if not torch.cuda.is_available(): missing.append("a CUDA GPU (torch.cuda.is_available() is False)")
-    import importlib.util
-    if importlib.util.find_spec("bitsandbytes") is None: missing.append("bitsandbytes (pip install bitsandbytes)")
-    if missing: raise ConfigError("lora.quantization", f"'{settings['quantization']}' (QLoRA) needs " + " and ".join(missing)
-                                  + "; set lora.quantization: none to train the adapters over a bf16 base instead")
-    raise ConfigError("lora.quantization", "'4bit' (QLoRA) is not built yet: the frozen base is not quantized by this "
-                      "framework; set lora.quantization: none (adapters over a bf16 base)")
+    import importlib.metadata, importlib.util, warnings
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("lora.quantization", f"'{settings['quantization']}' (QLoRA) needs bitsandbytes (pip install "
+                          "'bitsandbytes>=0.46'); set lora.quantization: none to train the adapters over a bf16 base instead")
+    version = importlib.metadata.version("bitsandbytes")
+    if not torch.cuda.is_available():
+        if tuple(int(x) for x in version.split(".")[:2]) < (0, 46):
+            raise ConfigError("lora.quantization", f"'{settings['quantization']}' (QLoRA) without a CUDA GPU needs "
+                              f"bitsandbytes 0.46 or later (its CPU backend); {version} is installed")
+        warnings.warn("lora.quantization: 4bit without a CUDA GPU: bitsandbytes' CPU backend computes each adapted layer "
+                      "from its dequantized weights, slowly; it is meant for checks, the memory saving is a GPU's")
+
+def quantize_4bit(model:nn.Module, # the fused model, before `apply_lora`
+                  settings:dict, # `LoRAConfig` fields: the layers the adapters will go on are the ones quantized
+                 )->int: # how many layers were quantized
+    "QLoRA's base: the frozen weights of every layer LoRA will adapt stored in 4-bit NF4 (bitsandbytes `Linear4bit`, double-quantized absmax), computing in the weights' dtype; in place."
+    import re, bitsandbytes as bnb
+    rx, n = re.compile(lora_target_regex(settings)), 0
+    for name, mod in list(model.named_modules()):
+        if type(mod) is not nn.Linear or not rx.fullmatch(name): continue
+        w = mod.weight
+        q = bnb.nn.Linear4bit(mod.in_features, mod.out_features, bias=mod.bias is not None, compute_dtype=w.dtype,
+                              compress_statistics=True, quant_type="nf4", device="meta")
+        q.weight = bnb.nn.Params4bit(w.data, requires_grad=False, compress_statistics=True, quant_type="nf4")
+        if mod.bias is not None: q.bias = mod.bias
+        # on CPUs with AVX512-BF16, bitsandbytes repacks a weight for its bf16 inference kernel at the first eval forward,
+        # changing the stored layout and the precision; one layout, computed in the weights' dtype, everywhere
+        q.support_avx512bf16_for_cpu = False
+        model.set_submodule(name, q.to(w.device))                # moving it to a device quantizes it
+        n += 1
+    if not n: raise ConfigError("lora.targets", f"no Linear layer matches the LoRA targets {settings.get('targets')}: nothing to quantize")
+    return n
+
+def is_quantized(p:torch.Tensor)->bool:
+    "Whether a parameter is a 4-bit quantized weight (bitsandbytes `Params4bit`)."
+    return getattr(p, "quant_state", None) is not None or type(p).__name__ == "Params4bit"
 
 def apply_lora(model:nn.Module, # the fused model (or an extension's model built on it)
                settings:dict|None=None, # `LoRAConfig` fields (r, alpha, dropout, targets, target_modules, rslora, quantization)
               )->nn.Module:
-    "Inject LoRA adapters into `model` in place (peft), adapters in float32; the model keeps its class and names."
+    "Inject LoRA adapters into `model` in place (peft), adapters in float32; the model keeps its class and names. With `quantization: 4bit` (QLoRA) the adapted layers' base weights are stored in NF4 first."
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.tuners_utils import cast_adapter_dtype
     s = {**LORA_DEFAULTS, **(settings or {})}
     if s["r"] < 1: raise ConfigError("lora.r", f"{s['r']}: the rank must be >= 1 to add adapters")
     if has_lora(model): raise ValueError("the model already has LoRA adapters")
     check_quantization(s)
+    if s["quantization"] == "4bit": quantize_4bit(model, s)
     config = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=lora_target_regex(s),
                         use_rslora=s["rslora"], bias="none")
     was = {id(p): p.requires_grad for p in model.parameters()}
@@ -100,14 +130,23 @@ def merged_state_dict(model:nn.Module)->dict[str, torch.Tensor]:
     "The model's state dict with every adapter folded into its base weight, under the names the model had before `apply_lora`."
     layers, out = _lora_layers(model), {}
     for k, v in model.state_dict().items():
-        if is_lora_param(k): continue
+        if is_lora_param(k) or ".base_layer.weight." in k: continue     # adapters; QLoRA's quantization state
         mod, _, leaf = k.rpartition(".")
         owner = mod[: -len(".base_layer")] if mod.endswith(".base_layer") else None
         if owner is not None and owner in layers:
-            v = v + layers[owner].get_delta_weight(ADAPTER_NAME).to(v.dtype) if leaf == "weight" else v
+            if leaf == "weight":
+                v = _base_weight(layers[owner])
+                v = v + layers[owner].get_delta_weight(ADAPTER_NAME).to(v.dtype)
             k = f"{owner}.{leaf}"
         out[k] = v.detach()
     return out
+
+def _base_weight(layer:nn.Module)->torch.Tensor:
+    "A LoRA layer's base weight as a plain tensor (QLoRA's 4-bit weight dequantized to its original dtype)."
+    w = layer.get_base_layer().weight
+    if not is_quantized(w): return w
+    import bitsandbytes as bnb
+    return bnb.functional.dequantize_4bit(w.data, w.quant_state)
 
 def save_merged(model:nn.Module, dest:str|Path, processor=None)->Path:
     "The merged model as a `save_pretrained` folder (plus the processor): loads with `from_pretrained`, no peft needed."
@@ -116,3 +155,26 @@ def save_merged(model:nn.Module, dest:str|Path, processor=None)->Path:
     model.save_pretrained(str(dest), state_dict=sd)
     if processor is not None: processor.save_pretrained(str(dest))
     return dest
+
+def load_weights(model:nn.Module, path:str|Path, # a safetensors file written from a model of this build
+                 device:str="cpu", strict:bool=True)->nn.Module:
+    "safetensors' `load_model`, which also restores QLoRA's 4-bit base weights with their quantization state (the file's, as trained)."
+    from safetensors.torch import load_file, load_model
+    quant = {n: p for n, p in model.named_parameters() if is_quantized(p)}
+    if not quant: load_model(model, str(path), strict=strict, device=device); return model
+    import bitsandbytes as bnb
+    sd = load_file(str(path), device=device)
+    for n, p in quant.items():
+        if n not in sd: raise ValueError(f"{path}: no {n} (a 4-bit base weight of this QLoRA model): the file was written by another build")
+        stats = {k[len(n) + 1:]: sd.pop(k) for k in [k for k in sd if k.startswith(n + ".")]}    # absmax, quant_map, ...
+        mod_name, _, leaf = n.rpartition(".")
+        setattr(model.get_submodule(mod_name), leaf, bnb.nn.Params4bit.from_prequantized(
+            data=sd.pop(n), quantized_stats=stats, requires_grad=False, device=p.device))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    names = {}                                  # tied weights: one name in the file loads every alias
+    for n, p in model.named_parameters(remove_duplicate=False): names.setdefault(id(p), []).append(n)
+    loaded = {n for aliases in names.values() if any(a in sd for a in aliases) for n in aliases}
+    missing = [k for k in missing if k not in loaded and not any(k == q or k.startswith(q + ".") for q in quant)]
+    if strict and (missing or unexpected):
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model

@@ -100,7 +100,10 @@ _LABELS = {"qwen_vision": "Qwen Vision Encoder", "qwen_merger": "Qwen Vision Mer
 def parameter_table(model:nn.Module, # the fused model
                    )->list[dict]: # one row per component, then a "total" row
     "Total and trainable parameter counts (and share of all parameters) per named component: the one count of the project."
-    rows, numel = [], lambda p: getattr(p, "ds_numel", p.numel())      # ZeRO-3 partitions: the full size
+    def numel(p):        # ZeRO-3 partitions and QLoRA's packed 4-bit weights: the weight's own size
+        qs = getattr(p, "quant_state", None)
+        return qs.shape.numel() if qs is not None else getattr(p, "ds_numel", p.numel())
+    rows = []
     for comp, params in component_params(model).items():
         n = sum(numel(p) for _, p in params)
         rows.append({"component": comp, "total": n, "trainable": sum(numel(p) for _, p in params if p.requires_grad),
@@ -128,7 +131,9 @@ DEFAULT_GROUP_PATTERNS = {"vision": COMPONENT_PATTERNS["qwen_vision"], "merger":
                           "dinov2": COMPONENT_PATTERNS["dinov2"], "projections": COMPONENT_PATTERNS["projections"],
                           "fusion": COMPONENT_PATTERNS["fusion"], "llm": COMPONENT_PATTERNS["llm"]}
 
-def _no_decay(name, p): return p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
+def _no_decay(name, p):
+    ndim = len(getattr(p, "ds_shape", p.shape))        # a ZeRO-3 partition is 1-d: its full shape decides
+    return ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
 
 def param_groups(model:nn.Module, learning_rate:float, # base learning rate
                  weight_decay:float=0.0, # AdamW decoupled weight decay (not on biases and norms)

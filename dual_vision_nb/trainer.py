@@ -164,7 +164,8 @@ class Learner:
         self.accelerator = accelerator or make_accelerator(self.cfg)
         # DDP registers only the parameters that require grad when it wraps the model, and a parameter it skipped is never
         # averaged across processes: wrap with every parameter trainable; each stage's `apply_freeze` decides what trains
-        for p in model.parameters(): p.requires_grad_(True)
+        for p in model.parameters():
+            if p.is_floating_point(): p.requires_grad_(True)       # QLoRA's 4-bit weights (uint8) never train
         self.deepspeed = self.accelerator.distributed_type.value == "DEEPSPEED"
         self.fsdp = self.accelerator.distributed_type.value == "FSDP"
         if zero_stage(self.accelerator) == 3 or self.fsdp:
@@ -326,6 +327,7 @@ class Learner:
         groups = param_groups(self.unwrapped, c.learning_rate, c.weight_decay, {**c.group_lrs, **s.group_lrs},
                               {**c.lr_multipliers, **s.lr_multipliers}, c.extra_param_groups)
         for g in groups: g.pop("param_names")
+        self.group_params = [(g["name"], list(g["params"])) for g in groups]     # by name (DeepSpeed's groups hold flat partitions)
         if self.opt is not None and self.opt in self.accelerator._optimizers: self.accelerator._optimizers.remove(self.opt)
         if self.deepspeed:     # a new engine over the module for this stage's trainable parameters (ZeRO fixes them at init)
             self.model, self.opt = _deepspeed_engine(self.accelerator, self.model, torch.optim.AdamW(

@@ -21,6 +21,11 @@ def _curve(run_dir):
     return {int(r["step"]): float(r["value"]) for r in csv.DictReader((Path(run_dir) / "metrics.csv").open()) if r["name"] == "train/loss"}
 
 
+def _norms(run_dir):
+    return {(int(r["step"]), r["name"]): float(r["value"]) for r in csv.DictReader((Path(run_dir) / "metrics.csv").open())
+            if r["name"].startswith(("grad_norm/", "weight_norm/"))}
+
+
 def _assert_same_curve(run_a, run_b, n_steps, tol):
     "Both runs logged steps 1..n_steps with losses equal within `tol`."
     a, b = _curve(run_a), _curve(run_b)
@@ -79,6 +84,9 @@ def test_sharded_engine_matches_one_process_across_stages_with_lora(tmp_path, on
     shards = tmp_path / engine / "checkpoints" / "step-0000008" / sub
     assert sorted(p.name for p in shards.iterdir() if p.name in files) == files       # really sharded, one file per process
     _assert_same_curve(one_process_stages, tmp_path / engine, 9, 1e-5)
+    na, nb = _norms(one_process_stages), _norms(tmp_path / engine)      # per-group norms of the whole tensors, every engine
+    assert na.keys() == nb.keys() and len(na) > 20, sorted(set(na) ^ set(nb))[:6]
+    for k in na: assert abs(na[k] - nb[k]) <= 1e-4 * max(1.0, abs(na[k])), (k, na[k], nb[k])
     a, b = _model_params(one_process_stages / "model"), _model_params(tmp_path / engine / "model")
     assert a.keys() == b.keys() and not any(".lora_" in k for k in b)                  # merged: a plain model folder
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5

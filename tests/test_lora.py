@@ -12,18 +12,20 @@ def _curve(run_dir):
     return {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "train/loss"}
 
 
-def _lora_config(tmp_path, out, **training):
+def _lora_config(tmp_path, out, quantization="none", **training):
     cfg = _config(tmp_path, out, **training)
-    cfg["lora"] = dict(LORA)
+    cfg["lora"] = {**LORA, "quantization": quantization}
     return cfg
 
 
-def test_lora_kill_and_resume_is_exact_and_exports_merged(tmp_path):
-    "A LoRA run killed with SIGKILL at step 7 and resumed from its step-4 checkpoint has the uninterrupted run's curve (1e-6)."
-    full = _write(tmp_path, "full.json", _lora_config(tmp_path, tmp_path / "full", max_steps=12))
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_lora_kill_and_resume_is_exact_and_exports_merged(tmp_path, quantization):
+    """A LoRA run (and a QLoRA run: the adapted layers' base weights in NF4, bitsandbytes' CPU backend) killed with
+    SIGKILL at step 7 and resumed from its step-4 checkpoint has the uninterrupted run's curve (1e-6)."""
+    full = _write(tmp_path, "full.json", _lora_config(tmp_path, tmp_path / "full", quantization, max_steps=12))
     r = _dvn_train("--config", str(full))
     assert "Language Model + LoRA" in r.stdout, r.stdout[-2000:]                      # the status table says it
-    killed = _write(tmp_path, "killed.json", _lora_config(tmp_path, tmp_path / "killed", max_steps=12,
+    killed = _write(tmp_path, "killed.json", _lora_config(tmp_path, tmp_path / "killed", quantization, max_steps=12,
                                                           callbacks=["dual_vision_nb.test_utils:KillAtStep"]))
     r = _dvn_train("--config", str(killed), env={"DVN_KILL_AT_STEP": "7"}, check=False)
     assert r.returncode == -9, (r.returncode, r.stderr[-2000:])
@@ -43,6 +45,8 @@ def test_lora_kill_and_resume_is_exact_and_exports_merged(tmp_path):
     ckpt_dir = tmp_path / "full" / "checkpoints" / json.loads((tmp_path / "full" / "checkpoints" / "latest.json").read_text())["checkpoint"]
     from_ckpt = load_for_inference(ckpt_dir)
     assert any(".lora_" in n for n in from_ckpt.state_dict())
+    n4 = sum(type(m).__name__ == "Linear4bit" for m in from_ckpt.modules())
+    assert (n4 > 0) == (quantization == "4bit"), n4                                # rebuilt quantized, checked, not reloaded
     ids = torch.randint(0, 100, (1, 12))
     with torch.no_grad(): d = (merged(input_ids=ids).logits - from_ckpt.float()(input_ids=ids).logits).abs().max().item()
     assert d <= 1e-5, d
