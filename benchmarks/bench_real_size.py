@@ -114,7 +114,10 @@ def main():
                             "trainable": est["params"]["total"]["trainable"], "total": est["params"]["total"]["total"],
                             "training_tflops": round(est["flops"]["total"] / 1e12, 2)},
                "step_peak_vs_estimate": round(step_peak.peak / est_bytes, 3),
-               "step_peak_vs_estimate_with_activations": round(step_peak.peak / (est_bytes + est["activations"]["total"]), 3)}
+               "step_peak_vs_estimate_with_activations": round(step_peak.peak / (est_bytes + est["activations"]["total"]), 3),
+               # what the run itself allocated: the peak less the interpreter and libraries (RSS after the imports),
+               # the same footing as a GPU's max_memory_allocated, which the estimate predicts
+               "run_peak_vs_estimate_with_activations": round((step_peak.peak - rss_at["after_imports"]) / (est_bytes + est["activations"]["total"]), 3)}
     summary["achieved_gflops"] = round(est["flops"]["total"] / phases["step_s"] / 1e9, 1)
     write_result("real_size", {**metadata("real_size", state, args), "summary": summary})
     import json; print(json.dumps(summary, indent=1))
