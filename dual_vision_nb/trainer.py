@@ -467,6 +467,12 @@ def make_accelerator(cfg:TrainingConfig, log_dir:str|Path|None=None)->Accelerato
                                   ProjectConfiguration)
     log_with = "tensorboard" if log_dir is not None else None
     engine = _launched_engine()
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")          # `accelerate launch --mixed_precision` / the YAML's
+    if launched and launched != cfg.mixed_precision and os.environ.get("RANK", "0") == "0":
+        warnings.warn(f"the launch asks for mixed precision {launched!r} (accelerate launch --mixed_precision, or the "
+                      f"YAML's mixed_precision) but the run's config says training.mixed_precision={cfg.mixed_precision!r}: "
+                      f"the config's setting is used; set training.mixed_precision (or --mixed_precision {cfg.mixed_precision} "
+                      f"at launch) to make them agree")
     # DDP wraps the model once, before stages change the freezing; parameters without gradient (frozen ones, DINOv2's
     # mask token) must not stall the reducer
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
