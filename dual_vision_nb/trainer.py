@@ -507,6 +507,9 @@ def whole_model_build(acc:Accelerator):
     "Build models whole under ZeRO-3: transformers would partition each part as it is built (`zero.Init`), which the fused model's assembly cannot take; the engine partitions the model when it wraps it."
     if zero_stage(acc) != 3: yield; return
     from transformers.integrations import unset_hf_deepspeed_config
+    if acc.state.deepspeed_plugin.zero3_init_flag and acc.is_main_process:
+        warnings.warn("deepspeed_config.zero3_init_flag: true is not used: the fused model is built whole on each process "
+                      "and partitioned when the engine wraps it (each process holds the whole model once while it is built)")
     unset_hf_deepspeed_config()
     try: yield
     finally: acc.state.deepspeed_plugin.set_deepspeed_weakref()

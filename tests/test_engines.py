@@ -7,6 +7,8 @@ import pytest
 from dual_vision_nb.test_utils import run_dvn_train as _dvn_train, tiny_run_config as _config, write_config as _write
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "accelerate"
+# every test here starts 2 processes on accelerate's default port: under pytest-xdist they share one worker (one at a time)
+pytestmark = pytest.mark.xdist_group("launch")
 STAGES = [{"name": "fusion", "steps": 3, "training_mode": "fusion_only"},
           {"name": "lm", "steps": 3, "training_mode": "full", "freeze_qwen_vision": True},
           {"name": "all", "steps": 3, "training_mode": "full"}]

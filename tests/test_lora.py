@@ -52,6 +52,7 @@ def test_lora_kill_and_resume_is_exact_and_exports_merged(tmp_path, quantization
     assert d <= 1e-5, d
 
 
+@pytest.mark.xdist_group("launch")      # 2 processes on accelerate's default port: one at a time under xdist
 def test_lora_two_processes_match_one(tmp_path):
     "LoRA under 2 DDP processes x batch 2 trains with the losses of 1 process x batch 4 (1e-5: the gradient all-reduce sums in another order)."
     if shutil.which("accelerate") is None: pytest.fail("accelerate CLI not on PATH")

@@ -106,6 +106,7 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resumes_exactly(tmp_path
     assert read_run_state(run)["state"] == "finished"
 
 
+@pytest.mark.xdist_group("launch")      # 2 processes on accelerate's default port: one at a time under xdist
 def test_sigterm_under_two_processes_stops_both_at_the_same_step(tmp_path):
     "Both DDP processes agree on the stop at a step boundary; the resumed 2-process run equals one process (1e-5)."
     if shutil.which("accelerate") is None: pytest.fail("accelerate CLI not on PATH")

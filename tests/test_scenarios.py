@@ -101,6 +101,7 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.xdist_group("launch")      # 2 processes on accelerate's default port: one at a time under xdist
 def test_ddp_example_trains_on_two_cpu_processes(tmp_path):
     "examples/accelerate/ddp.yaml, launched for real on CPU (gloo): both ranks step together and end identical."
     exe = shutil.which("accelerate")

@@ -36,6 +36,7 @@ def test_kill_and_resume_is_exact(tmp_path, group_by_length):
     for s in a: assert abs(a[s] - b[s]) <= 1e-6, (s, a[s], b[s])
 
 
+@pytest.mark.xdist_group("launch")      # 2 processes on accelerate's default port: one at a time under xdist
 @pytest.mark.parametrize("group_by_length", [False, True])
 def test_two_processes_match_one(tmp_path, group_by_length):
     "2 DDP processes x batch 2 train with the losses of 1 process x batch 4, with random or length-grouped batches."
