@@ -21,6 +21,11 @@ from .trainer import (Callback, CancelFitException, CancelStepException, Learner
                                     _set_rng_state, fsdp_load, fsdp_save)
 
 # %% ../nbs/04c_callbacks.ipynb #f35ca425
+def _total_norm(ts:list)->Tensor:
+    "The 2-norm of all tensors together; of the whole tensors when they are FSDP2 shards (DTensors: one all-reduce)."
+    n = torch.nn.utils.get_total_norm(ts, foreach=True)
+    return n.full_tensor() if hasattr(n, "full_tensor") else n
+
 class NaNGuardCB(Callback):
     "Skip non-finite steps, cut the LR by `lr_factor`, restore the last good state after `max_consecutive` failures."
     order = 10
@@ -42,9 +47,8 @@ class NaNGuardCB(Callback):
             loss_ok = bool(learn.accelerator.reduce(torch.tensor([0.0 if loss_ok else 1.0], device=learn.accelerator.device), "sum").item() == 0)
         grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
         # one fused norm over every gradient: non-finite iff some gradient holds a NaN/inf (one host read per step);
-        # FSDP2's gradients are shards (DTensors): the whole norm takes one all-reduce, so every process decides alike
-        norm = lambda: (lambda n: n.full_tensor() if hasattr(n, "full_tensor") else n)(torch.nn.utils.get_total_norm(grads, foreach=True))
-        grad_ok = loss_ok and bool(norm().isfinite()) if grads else loss_ok
+        # FSDP2's gradients are shards: the whole norm takes one all-reduce, so every process decides alike
+        grad_ok = loss_ok and bool(_total_norm(grads).isfinite()) if grads else loss_ok
         if loss_ok and grad_ok:
             self.consecutive = 0
             return
@@ -79,16 +83,14 @@ class GradNormCB(Callback):
             for name, ps in learn.group_params:
                 gs = [g for g in (safe_get_full_grad(p) for p in ps) if g is not None]
                 if not gs: continue
-                stats[f"grad_norm/{name}"] = torch.nn.utils.get_total_norm(gs, foreach=True)
-                stats[f"weight_norm/{name}"] = torch.nn.utils.get_total_norm([safe_get_full_fp32_param(p) for p in ps], foreach=True)
+                stats[f"grad_norm/{name}"] = _total_norm(gs)
+                stats[f"weight_norm/{name}"] = _total_norm([safe_get_full_fp32_param(p) for p in ps])
             learn.step_stats = stats; return
-        # FSDP2's parameters and gradients are sharded DTensors: the norm of the whole tensor takes one all-reduce
-        norm = lambda ts: (lambda n: n.full_tensor() if hasattr(n, "full_tensor") else n)(torch.nn.utils.get_total_norm(ts, foreach=True))
         for g in learn.opt.param_groups:
             ps = [p for p in g["params"] if p.grad is not None]
             if not ps: continue
-            stats[f"grad_norm/{g['name']}"] = norm([p.grad.detach() for p in ps])
-            stats[f"weight_norm/{g['name']}"] = norm([p.detach() for p in ps])
+            stats[f"grad_norm/{g['name']}"] = _total_norm([p.grad.detach() for p in ps])
+            stats[f"weight_norm/{g['name']}"] = _total_norm([p.detach() for p in ps])
         learn.step_stats = stats
 
 class EvalCB(Callback):

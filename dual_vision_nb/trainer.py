@@ -124,24 +124,23 @@ def _fsdp_unsharded(model:nn.Module):
         del model.state_dict
         for m in units: m.reshard()
 
-def _dcp_state(learn, optimizer:bool)->dict:
+def _dcp_state(learn, model:bool=True, optimizer:bool=True)->dict:
+    "This process's shards (DTensors) of the weights and/or the optimizer state, as `torch.distributed.checkpoint` names them."
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-    st = {"model": get_model_state_dict(learn.model)}           # this process's shards (DTensors)
-    if optimizer: st["optimizer"] = get_optimizer_state_dict(learn.model, learn.opt.optimizer)
-    return st
+    return {**({"model": get_model_state_dict(learn.model)} if model else {}),
+            **({"optimizer": get_optimizer_state_dict(learn.model, learn.opt.optimizer)} if optimizer else {})}
 
 def fsdp_save(learn, path:str|Path):
     "FSDP2: every process writes its shards of the weights and the optimizer state (`torch.distributed.checkpoint`) into `path`."
     import torch.distributed.checkpoint as dcp
-    dcp.save(_dcp_state(learn, True), checkpoint_id=str(path))
+    dcp.save(_dcp_state(learn), checkpoint_id=str(path))
 
 def fsdp_load(learn, path:str|Path, optimizer:bool=False):
     "FSDP2: read this process's shards of the weights (or, with `optimizer`, of the optimizer state) from an `fsdp_save` folder."
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
-    st = _dcp_state(learn, optimizer)
+    st = _dcp_state(learn, model=not optimizer, optimizer=optimizer)
     if optimizer:         # parameters that never had a gradient (DINOv2's mask token) have no moments in the checkpoint
-        st.pop("model")
         saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
         st["optimizer"]["state"] = {k: v for k, v in st["optimizer"]["state"].items()
                                     if any(f"optimizer.state.{k}.{s}" in saved for s in v)}
